@@ -1,0 +1,243 @@
+//! The command line: parse, set up the recorder, call the library, turn errors into one line.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{self, ClientConfig};
+use crate::demo::{self, DemoConfig};
+use crate::error::Error;
+use crate::event::{Event, Role};
+use crate::record::{self, Options};
+use crate::render::human::{HumanLines, format_event};
+use crate::render::json::JsonLines;
+use crate::render::write_or_exit;
+use crate::servers::{self, DEFAULT_PORT, DEFAULT_READ_SIZE, ServerConfig};
+use crate::{notes, output};
+
+/// socklab: see what the operating system does for network IPC, one system call at a time.
+#[derive(Debug, Parser)]
+#[command(name = "socklab", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// Print events as JSON lines on stdout (everything else goes to stderr).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log no events: just the program, as the seed's Python would run.
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
+    /// Do not read TCP_INFO after each call (events then carry no tcp_state).
+    #[arg(long, global = true)]
+    no_probe: bool,
+    /// Language of the notes: en (more to come); default from LANG/LC_ALL.
+    #[arg(long, global = true, value_name = "LANG")]
+    lang: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the seed's server: accept, read one message, reply, close, repeat.
+    Server(ServerArgs),
+    /// Run the seed's client: connect, send one message, print the reply.
+    Client(ClientArgs),
+    /// Run a server and a client on loopback and show the whole exchange on one timeline.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// Interface address to listen at.
+    #[arg(default_value = "127.0.0.1")]
+    host: String,
+    /// TCP port (0: let the kernel pick one).
+    #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Serve this many connections, then exit (default: until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Bytes asked for by the one read per connection (the seed's recv(1024)).
+    #[arg(long, default_value_t = DEFAULT_READ_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    read_size: u32,
+    /// The listen() backlog (the seed uses 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=4096))]
+    backlog: i32,
+    /// Set SO_REUSEADDR so a restart does not fail on old connections in TIME_WAIT.
+    #[arg(long)]
+    reuseaddr: bool,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Host to connect to (an IP address or a name such as localhost).
+    host: String,
+    /// TCP port.
+    #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// Message to send (default: read one line from stdin, like the seed).
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Server port on 127.0.0.1 (0: let the kernel pick one).
+    #[arg(short = 'p', long, default_value_t = DEFAULT_PORT)]
+    port: u16,
+    /// The client's message.
+    #[arg(short = 'm', long, default_value = "hello from socklab")]
+    message: String,
+}
+
+/// Resolves HOST: an IP address as is, otherwise the first address the resolver gives.
+pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    let bad = || {
+        Error::Usage(format!(
+            "invalid host '{host}': not an IP address and not a name this machine can resolve \
+             (try 127.0.0.1 or ::1)"
+        ))
+    };
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
+}
+
+/// The language from `--lang`, else from LC_ALL/LC_MESSAGES/LANG (`ko_KR.UTF-8` -> `ko`).
+fn pick_lang(flag: Option<&str>) -> String {
+    if let Some(l) = flag {
+        return l.to_string();
+    }
+    for var in ["LC_ALL", "LC_MESSAGES", "LANG"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v.split(['_', '.', '@']).next().unwrap_or("en").to_string();
+        }
+    }
+    notes::FALLBACK.to_string()
+}
+
+fn install_sink(global: &Global, role: Option<Role>) {
+    record::set_process_role(role);
+    output::set_json(global.json);
+    if global.quiet {
+        return;
+    }
+    let opts = Options {
+        probe: !global.no_probe,
+        narrate: true,
+    };
+    if global.json {
+        record::install(Box::new(JsonLines::new(io::stdout(), true)), opts);
+    } else {
+        record::install(Box::new(HumanLines::new(io::stdout(), true)), opts);
+    }
+}
+
+fn print_demo(events: &[Event], json: bool) {
+    let mut out = io::stdout().lock();
+    if json {
+        for ev in events {
+            let mut line = serde_json::to_vec(ev).expect("events serialize");
+            line.push(b'\n');
+            write_or_exit(&mut out, &line, false);
+        }
+    } else {
+        let head = format!(
+            "{}\n{}\n\n",
+            notes::text("demo.title", &[]),
+            notes::text("demo.legend", &[])
+        );
+        write_or_exit(&mut out, head.as_bytes(), false);
+        let t0 = events.first().map_or(0, |e| e.t);
+        for ev in events {
+            write_or_exit(
+                &mut out,
+                format!("{}\n", format_event(ev, t0)).as_bytes(),
+                false,
+            );
+        }
+    }
+    write_or_exit(&mut out, b"", true);
+    let _ = out.flush();
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let lang = notes::set_lang(&pick_lang(cli.global.lang.as_deref()));
+    match cli.command {
+        Command::Server(a) => {
+            let addr = resolve(&a.host, a.port)?;
+            install_sink(&cli.global, Some(Role::Server));
+            let cfg = ServerConfig {
+                addr,
+                count: a.count,
+                read_size: a.read_size as usize,
+                backlog: a.backlog,
+                reuse_addr: a.reuseaddr,
+            };
+            let res = servers::iterative::run(&cfg);
+            record::flush();
+            res.map(|_| ())
+        }
+        Command::Client(a) => {
+            let addr = resolve(&a.host, a.port)?;
+            install_sink(&cli.global, Some(Role::Client));
+            let res = client::run(&ClientConfig {
+                addr,
+                message: a.message,
+            });
+            record::flush();
+            res.map(|_| ())
+        }
+        Command::Demo(a) => {
+            let exe = std::env::current_exe()
+                .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
+            let events = demo::run(
+                &exe,
+                &DemoConfig {
+                    port: a.port,
+                    message: a.message,
+                    lang,
+                    probe: !cli.global.no_probe,
+                },
+            )?;
+            print_demo(&events, cli.global.json);
+            Ok(())
+        }
+    }
+}
+
+/// Parses the process arguments, runs, and returns the exit code (2 for usage errors).
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            record::flush();
+            eprintln!("socklab: {e}");
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The event model: one stream of syscall, state, packet and note events on one clock.
+//!
+//! Every source (the logged wrappers, the kernel observers, the narrator) produces [`Event`]s
+//! stamped with CLOCK_MONOTONIC nanoseconds, so events from several processes and from the
+//! kernel merge into one timeline by sorting on `t`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::tcp_state::TcpState;
+
+/// Which side of an exchange a process or thread plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The side that connects.
+    Client,
+    /// The side that listens and accepts.
+    Server,
+}
+
+impl Role {
+    /// The role's name as printed (`client`, `server`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+
+    /// The timeline lane this role's events belong to.
+    pub fn lane(self) -> Lane {
+        match self {
+            Role::Client => Lane::Client,
+            Role::Server => Lane::Server,
+        }
+    }
+}
+
+/// A column of the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lane {
+    /// What the client process did and what its kernel did to its sockets.
+    Client,
+    /// What crossed the network between the two.
+    Wire,
+    /// What the server process did and what its kernel did to its sockets.
+    Server,
+    /// The lab itself (notes about the run as a whole, roles not known).
+    Lab,
+}
+
+/// One thing that happened, at one time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// CLOCK_MONOTONIC time in nanoseconds; for a syscall, when it returned (it started
+    /// `dur_ns` earlier).
+    pub t: u64,
+    /// Process that made the call, or that the lab attributes the event to (0 when unknown).
+    pub pid: u32,
+    /// Thread id (0 when unknown).
+    pub tid: u32,
+    /// The role, where known.
+    pub role: Option<Role>,
+    /// The timeline lane.
+    pub lane: Lane,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// The four kinds of event, tagged by `kind` in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Body {
+    /// A system call the program made through a logged wrapper.
+    Syscall(Syscall),
+    /// A TCP state change seen by a kernel observer.
+    State(StateChange),
+    /// A packet seen on the wire.
+    Packet(Packet),
+    /// A plain-language note for the learner.
+    Note(Note),
+}
+
+/// One system call and its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Syscall {
+    /// The kernel's name for the call, as strace prints it (`accept4`, `recvfrom`).
+    pub name: String,
+    /// The descriptor the call worked on (for `socket` and `accept4`: the one returned).
+    pub fd: Option<i32>,
+    /// Decoded arguments, in call order.
+    pub args: Map<String, Value>,
+    /// The raw return value (-1 on failure).
+    pub ret: i64,
+    /// The symbolic errno on failure (`ECONNREFUSED`), else null.
+    pub errno: Option<String>,
+    /// Time spent inside the call.
+    pub dur_ns: u64,
+    /// The socket's TCP state after the call, read by the lab's TCP_INFO probe.
+    pub tcp_state: Option<TcpState>,
+    /// Local address as `ip:port`, where known.
+    pub local: Option<String>,
+    /// Remote address as `ip:port`, where known.
+    pub remote: Option<String>,
+    /// For a listener: its accept queue after the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<AcceptQueue>,
+    /// The extra syscall the lab made to look at the socket after the call, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<String>,
+}
+
+impl Syscall {
+    /// True when the call failed.
+    pub fn failed(&self) -> bool {
+        self.errno.is_some()
+    }
+}
+
+/// A listener's accept queue, as TCP_INFO or sock_diag report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptQueue {
+    /// Connections fully established and waiting for accept().
+    pub len: u32,
+    /// The cap given to listen() (after the kernel's clamp to somaxconn).
+    pub backlog: u32,
+}
+
+/// A TCP state transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// The state before, where the source knows it.
+    pub from: Option<TcpState>,
+    /// The state after.
+    pub to: TcpState,
+    /// Local address `ip:port`.
+    pub local: Option<String>,
+    /// Remote address `ip:port`.
+    pub remote: Option<String>,
+    /// Which observer saw it (`tracepoint`, `sock_diag`, `tcp_info`).
+    pub source: String,
+    /// A kernel socket identity (address of `struct sock`, or inode), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sock: Option<String>,
+}
+
+/// A packet seen on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Packet {
+    /// `TCP`, `UDP` or `ICMP`.
+    pub proto: String,
+    /// Source `ip:port`.
+    pub src: String,
+    /// Destination `ip:port`.
+    pub dst: String,
+    /// TCP flags such as `SYN|ACK`; null for other protocols.
+    pub flags: Option<String>,
+    /// Sequence number, relative to the sender's initial one.
+    pub seq: Option<u32>,
+    /// Acknowledgment number, relative to the receiver's initial one.
+    pub ack: Option<u32>,
+    /// Payload length in bytes.
+    pub len: u32,
+    /// Advertised window.
+    pub win: Option<u32>,
+}
+
+/// A plain-language note, keyed so that it can be shown in any language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Note {
+    /// The catalogue key (`accept4.new_fd`).
+    pub key: String,
+    /// The values filled into the message.
+    pub args: BTreeMap<String, String>,
+    /// The message in the language of the run.
+    pub text: String,
+}
+
+impl Event {
+    /// The syscall, if this is a syscall event.
+    pub fn syscall(&self) -> Option<&Syscall> {
+        match &self.body {
+            Body::Syscall(s) => Some(s),
+            Body::State(_) | Body::Packet(_) | Body::Note(_) => None,
+        }
+    }
+
+    /// The note, if this is a note event.
+    pub fn note(&self) -> Option<&Note> {
+        match &self.body {
+            Body::Note(n) => Some(n),
+            Body::Syscall(_) | Body::State(_) | Body::Packet(_) => None,
+        }
+    }
+
+    /// The kind as it appears in JSON.
+    pub fn kind(&self) -> &'static str {
+        match self.body {
+            Body::Syscall(_) => "syscall",
+            Body::State(_) => "state",
+            Body::Packet(_) => "packet",
+            Body::Note(_) => "note",
+        }
+    }
+
+    /// Parses one JSON line as printed by `--json`.
+    pub fn from_json(line: &str) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(line)
+    }
+}
+
+/// Merges event lists into one, ordered by time (stable for equal times).
+pub fn merge(lists: impl IntoIterator<Item = Vec<Event>>) -> Vec<Event> {
+    let mut all: Vec<Event> = lists.into_iter().flatten().collect();
+    all.sort_by_key(|e| e.t);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Event {
+        let mut args = Map::new();
+        args.insert("fd".into(), Value::from(3));
+        args.insert("addr".into(), Value::from("127.0.0.1:1060"));
+        Event {
+            t: 42,
+            pid: 7,
+            tid: 7,
+            role: Some(Role::Client),
+            lane: Lane::Client,
+            body: Body::Syscall(Syscall {
+                name: "connect".into(),
+                fd: Some(3),
+                args,
+                ret: -1,
+                errno: Some("ECONNREFUSED".into()),
+                dur_ns: 10,
+                tcp_state: Some(TcpState::Close),
+                local: None,
+                remote: Some("127.0.0.1:1060".into()),
+                queue: None,
+                probe: Some("getsockopt(TCP_INFO)".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields() {
+        let v: Value = serde_json::to_value(sample()).unwrap();
+        for key in [
+            "t", "kind", "pid", "tid", "role", "name", "fd", "args", "ret", "errno",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key} in {v}");
+        }
+        assert_eq!(v["kind"], "syscall");
+        assert_eq!(v["tcp_state"], "CLOSE");
+        assert_eq!(v["role"], "client");
+    }
+
+    #[test]
+    fn json_round_trips() {
+        let ev = sample();
+        let line = serde_json::to_string(&ev).unwrap();
+        assert_eq!(Event::from_json(&line).unwrap(), ev);
+    }
+
+    #[test]
+    fn merge_orders_by_time() {
+        let mut a = sample();
+        a.t = 5;
+        let mut b = sample();
+        b.t = 3;
+        let merged = merge([vec![a], vec![b]]);
+        assert_eq!(merged.iter().map(|e| e.t).collect::<Vec<_>>(), [3, 5]);
+    }
+}

@@ -1,0 +1,31 @@
+//! socklab: makes the operating system's part in network IPC visible, one system call at a
+//! time.
+//!
+//! The layers, bottom up:
+//! - [`sys`]: logged wrappers, one per syscall (all `unsafe` lives in [`sys::ffi`]);
+//! - [`event`] and [`record`]: the event model and where events go;
+//! - [`observe`]: what the kernel reports about sockets (TCP_INFO, ...);
+//! - [`notes`]: plain-language notes, keyed, one catalogue per language;
+//! - [`render`]: human and JSON output;
+//! - [`servers`], [`client`], [`demo`]: programs built on the wrappers;
+//! - [`cli`]: the command line.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod demo;
+pub mod error;
+pub mod event;
+pub mod notes;
+pub mod observe;
+pub mod output;
+pub mod record;
+pub mod render;
+pub mod servers;
+pub mod sys;
+pub mod tcp_state;
+
+pub use error::Error;
+pub use event::{Body, Event, Lane, Role};
+pub use tcp_state::TcpState;

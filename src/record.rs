@@ -1,0 +1,323 @@
+//! The recorder: where every event goes, and what the lab knows about each descriptor.
+//!
+//! Logging is off until a sink is installed with [`install`]. While it is off, the wrappers in
+//! [`crate::sys`] check one atomic flag and call nix directly: no clock reads, no probes, no
+//! allocation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use nix::time::{ClockId, clock_gettime};
+
+use crate::event::{Body, Event, Lane, Note, Role};
+use crate::notes;
+
+/// Where events go: a renderer, a collector, a file.
+pub trait Sink: Send {
+    /// Takes one event. Errors (say, a closed pipe) are the sink's to handle.
+    fn record(&mut self, event: &Event);
+    /// Pushes buffered output out.
+    fn flush(&mut self) {}
+}
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static PROBE: AtomicBool = AtomicBool::new(true);
+static NARRATE: AtomicBool = AtomicBool::new(true);
+static SINK: Mutex<Option<Box<dyn Sink>>> = Mutex::new(None);
+static PID: AtomicU32 = AtomicU32::new(0);
+static DEFAULT_ROLE: AtomicU8 = AtomicU8::new(0);
+
+thread_local! {
+    static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static ROLE: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
+
+/// How the recorder behaves once a sink is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Read TCP_INFO after each call on a TCP socket (one extra, labelled syscall).
+    pub probe: bool,
+    /// Add plain-language notes after the events a learner must understand.
+    pub narrate: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            probe: true,
+            narrate: true,
+        }
+    }
+}
+
+/// Starts logging into `sink`, replacing any previous one (which is flushed).
+pub fn install(sink: Box<dyn Sink>, opts: Options) {
+    PROBE.store(opts.probe, Ordering::Relaxed);
+    NARRATE.store(opts.narrate, Ordering::Relaxed);
+    let mut slot = lock(&SINK);
+    if let Some(old) = slot.as_mut() {
+        old.flush();
+    }
+    *slot = Some(sink);
+    ENABLED.store(true, Ordering::Release);
+}
+
+/// Stops logging, flushes and returns the sink.
+pub fn uninstall() -> Option<Box<dyn Sink>> {
+    ENABLED.store(false, Ordering::Release);
+    let mut sink = lock(&SINK).take();
+    if let Some(s) = sink.as_mut() {
+        s.flush();
+    }
+    sink
+}
+
+/// Flushes the sink, if any.
+pub fn flush() {
+    if let Some(s) = lock(&SINK).as_mut() {
+        s.flush();
+    }
+}
+
+/// True while a sink is installed.
+#[inline]
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Acquire)
+}
+
+pub(crate) fn probing() -> bool {
+    PROBE.load(Ordering::Relaxed)
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (a vDSO read, not a syscall).
+pub fn now_ns() -> u64 {
+    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC is always there");
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+fn role_code(role: Option<Role>) -> u8 {
+    match role {
+        None => 0,
+        Some(Role::Client) => 1,
+        Some(Role::Server) => 2,
+    }
+}
+
+fn role_from(code: u8) -> Option<Role> {
+    match code {
+        1 => Some(Role::Client),
+        2 => Some(Role::Server),
+        _ => None,
+    }
+}
+
+/// Sets the role of every thread of this process that has no role of its own.
+pub fn set_process_role(role: Option<Role>) {
+    DEFAULT_ROLE.store(role_code(role), Ordering::Relaxed);
+}
+
+/// Sets the role of the calling thread (used when one process plays both sides).
+pub fn set_thread_role(role: Option<Role>) {
+    ROLE.with(|r| r.set(role_code(role)));
+}
+
+/// The role events of this thread are tagged with.
+pub fn current_role() -> Option<Role> {
+    role_from(ROLE.with(|r| r.get())).or_else(|| role_from(DEFAULT_ROLE.load(Ordering::Relaxed)))
+}
+
+/// Forgets the cached pid and tid: call in the child right after fork().
+pub(crate) fn after_fork() {
+    PID.store(0, Ordering::Relaxed);
+    TID.with(|t| t.set(0));
+}
+
+fn ids() -> (u32, u32) {
+    let mut pid = PID.load(Ordering::Relaxed);
+    if pid == 0 {
+        pid = nix::unistd::getpid().as_raw() as u32;
+        PID.store(pid, Ordering::Relaxed);
+    }
+    let tid = TID.with(|t| {
+        if t.get() == 0 {
+            t.set(nix::unistd::gettid().as_raw() as u32);
+        }
+        t.get()
+    });
+    (pid, tid)
+}
+
+/// Builds an event of this process and thread at time `t`.
+pub fn event_now(t: u64, body: Body) -> Event {
+    let (pid, tid) = ids();
+    let role = current_role();
+    let lane = match &body {
+        Body::Packet(_) => Lane::Wire,
+        Body::Syscall(_) | Body::State(_) | Body::Note(_) => role.map_or(Lane::Lab, Role::lane),
+    };
+    Event {
+        t,
+        pid,
+        tid,
+        role,
+        lane,
+        body,
+    }
+}
+
+/// Sends one event to the sink.
+pub fn emit(event: Event) {
+    emit_with_notes(event, Vec::new());
+}
+
+/// True when the narrator should add notes.
+pub(crate) fn narrating() -> bool {
+    NARRATE.load(Ordering::Relaxed)
+}
+
+/// Sends one event to the sink, followed by its notes (at the same time, same lane).
+pub fn emit_with_notes(event: Event, notes: Vec<Note>) {
+    if !enabled() {
+        return;
+    }
+    let mut slot = lock(&SINK);
+    if let Some(sink) = slot.as_mut() {
+        sink.record(&event);
+        for note in notes {
+            sink.record(&note_event(event.t, &event, note));
+        }
+    }
+}
+
+fn note_event(t: u64, like: &Event, note: Note) -> Event {
+    Event {
+        t,
+        pid: like.pid,
+        tid: like.tid,
+        role: like.role,
+        lane: like.lane,
+        body: Body::Note(note),
+    }
+}
+
+/// Emits a note from this thread, now.
+pub fn note(key: &str, args: &[(&str, String)]) {
+    if !enabled() {
+        return;
+    }
+    let ev = event_now(now_ns(), Body::Note(notes::note(key, args)));
+    emit(ev);
+}
+
+/// The transport of a socket descriptor, as far as the lab knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// SOCK_STREAM over IPv4 or IPv6.
+    Tcp,
+    /// SOCK_DGRAM over IPv4 or IPv6.
+    Udp,
+    /// Anything else.
+    Other,
+}
+
+/// What the lab remembers about one descriptor, learnt from the calls' own arguments and
+/// results (never from extra syscalls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdInfo {
+    /// TCP, UDP or other.
+    pub transport: Transport,
+    /// Local address, once bound, connected or asked with getsockname.
+    pub local: Option<SocketAddr>,
+    /// Remote address, once connected or accepted.
+    pub remote: Option<SocketAddr>,
+    /// True after a successful listen().
+    pub listening: bool,
+    /// True when bind() fixed the local address (so its port is not ephemeral).
+    pub bound: bool,
+    /// For an accepted socket: the listener it came from.
+    pub accepted_from: Option<RawFd>,
+    /// True after connect() was called on it.
+    pub connected: bool,
+}
+
+impl FdInfo {
+    /// A fresh socket of this transport.
+    pub fn new(transport: Transport) -> FdInfo {
+        FdInfo {
+            transport,
+            local: None,
+            remote: None,
+            listening: false,
+            bound: false,
+            accepted_from: None,
+            connected: false,
+        }
+    }
+}
+
+/// The descriptors the lab knows, by number.
+pub type FdTable = HashMap<RawFd, FdInfo>;
+
+static FDS: Mutex<Option<FdTable>> = Mutex::new(None);
+
+/// Runs `f` on the descriptor table.
+pub(crate) fn with_fds<R>(f: impl FnOnce(&mut FdTable) -> R) -> R {
+    let mut guard = lock(&FDS);
+    f(guard.get_or_insert_with(HashMap::new))
+}
+
+/// A read-only look at what the lab knows about `fd`.
+pub fn fd_info(fd: RawFd) -> Option<FdInfo> {
+    with_fds(|t| t.get(&fd).cloned())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A sink that keeps events in memory (tests, scenarios, the demo's merge).
+#[derive(Debug, Clone, Default)]
+pub struct Collector(pub std::sync::Arc<Mutex<Vec<Event>>>);
+
+impl Collector {
+    /// A new, empty collector.
+    pub fn new() -> Collector {
+        Collector::default()
+    }
+
+    /// A copy of every event so far.
+    pub fn events(&self) -> Vec<Event> {
+        lock(&self.0).clone()
+    }
+
+    /// Takes the events so far, leaving it empty.
+    pub fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *lock(&self.0))
+    }
+}
+
+impl Sink for Collector {
+    fn record(&mut self, event: &Event) {
+        lock(&self.0).push(event.clone());
+    }
+}
+
+/// A sink that sends each event to several others.
+pub struct Tee(pub Vec<Box<dyn Sink>>);
+
+impl Sink for Tee {
+    fn record(&mut self, event: &Event) {
+        for s in &mut self.0 {
+            s.record(event);
+        }
+    }
+
+    fn flush(&mut self) {
+        for s in &mut self.0 {
+            s.flush();
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! Rendering events: aligned human lines, or JSON lines for machines.
+
+pub mod human;
+pub mod json;
+
+use std::io::{self, Write};
+
+/// Writes to an output; a reader that went away (`socklab demo | head`) ends the program
+/// quietly, as command-line tools do.
+pub(crate) fn write_or_exit(out: &mut dyn Write, text: &[u8], flush: bool) {
+    let res = out
+        .write_all(text)
+        .and_then(|()| if flush { out.flush() } else { Ok(()) });
+    if let Err(e) = res
+        && e.kind() == io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
+    }
+}

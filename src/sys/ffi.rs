@@ -1,0 +1,138 @@
+#![allow(unsafe_code)]
+//! The only `unsafe` in socklab: the few calls nix does not offer, each one syscall.
+//!
+//! Read first: getsockopt(2) and tcp(7) for TCP_INFO, accept(2) for accept4's peer address,
+//! sigaction(2) for SA_RESTART, fork(2).
+
+use std::mem::{size_of, zeroed};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::socket::{SockFlag, SockaddrLike, SockaddrStorage};
+use nix::unistd::ForkResult;
+
+/// The fields of `struct tcp_info` that socklab reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpInfoRaw {
+    /// `tcpi_state` (Linux numbering).
+    pub state: u8,
+    /// `tcpi_unacked` (on a listener: connections waiting for accept).
+    pub unacked: u32,
+    /// `tcpi_sacked` (on a listener: the backlog cap).
+    pub sacked: u32,
+    /// `tcpi_rtt` in microseconds.
+    pub rtt_us: u32,
+    /// `tcpi_snd_cwnd` in segments.
+    pub snd_cwnd: u32,
+    /// `tcpi_retransmits`.
+    pub retransmits: u8,
+}
+
+/// `getsockopt(fd, SOL_TCP, TCP_INFO, ...)`: one syscall; nix has no TCP_INFO option.
+///
+/// Accepts a shorter struct from an older kernel: every field read here is in the first 100
+/// bytes, present since Linux 2.6.
+pub fn tcp_info(fd: RawFd) -> Result<TcpInfoRaw, Errno> {
+    // SAFETY: tcp_info is plain old data, so all-zero bytes are a valid value.
+    let mut info: libc::tcp_info = unsafe { zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the pointer and length describe `info`, which outlives the call; the kernel
+    // writes at most `len` bytes and a bad fd only yields an error.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    Errno::result(rc)?;
+    if (len as usize) < 100 {
+        return Err(Errno::EINVAL);
+    }
+    Ok(TcpInfoRaw {
+        state: info.tcpi_state,
+        unacked: info.tcpi_unacked,
+        sacked: info.tcpi_sacked,
+        rtt_us: info.tcpi_rtt,
+        snd_cwnd: info.tcpi_snd_cwnd,
+        retransmits: info.tcpi_retransmits,
+    })
+}
+
+/// `accept4(fd, &addr, &len, flags)`: one syscall that also returns the peer's address, which
+/// nix's `accept4` drops.
+pub fn accept4(
+    fd: BorrowedFd<'_>,
+    flags: SockFlag,
+) -> Result<(OwnedFd, Option<SocketAddr>), Errno> {
+    // SAFETY: sockaddr_storage is plain old data; zeroes are valid.
+    let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the address pointer and length describe `storage`, which outlives the call.
+    let rc = unsafe {
+        libc::accept4(
+            fd.as_raw_fd(),
+            (&raw mut storage).cast(),
+            &mut len,
+            flags.bits(),
+        )
+    };
+    let new_fd = Errno::result(rc)?;
+    // SAFETY: accept4 succeeded, so `new_fd` is a fresh descriptor that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(new_fd) };
+    // SAFETY: the kernel filled `len` bytes of `storage` with a socket address.
+    let addr = unsafe { SockaddrStorage::from_raw((&raw const storage).cast(), Some(len)) };
+    Ok((owned, addr.as_ref().and_then(to_std)))
+}
+
+/// Converts nix's address type into the standard library's, for IPv4 and IPv6.
+pub fn to_std(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    if let Some(v6) = addr.as_sockaddr_in6() {
+        return Some(SocketAddr::V6((*v6).into()));
+    }
+    None
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Installs SIGINT and SIGTERM handlers *without* SA_RESTART, so a blocking `accept4` or
+/// `read` returns EINTR and the program can close its sockets and exit cleanly.
+pub fn catch_interrupts() -> Result<(), Errno> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_interrupt),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(sig, &action) }?;
+    }
+    Ok(())
+}
+
+/// True once SIGINT or SIGTERM arrived after [`catch_interrupts`].
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// `fork()`: one syscall (glibc makes it `clone`).
+///
+/// The child must only run socklab code paths that are safe after fork in a process that may
+/// have other threads: socklab's servers fork from a single-threaded accept loop.
+pub fn fork() -> Result<ForkResult, Errno> {
+    // SAFETY: callers fork only from single-threaded code (see above), so the child holds
+    // no lock that a vanished thread owned.
+    unsafe { nix::unistd::fork() }
+}

@@ -1,0 +1,704 @@
+//! Logged syscall wrappers: one function per syscall, each recording one event.
+//!
+//! Each wrapper makes exactly one system call for its job (through nix, or [`ffi`] where nix
+//! has no such call). When logging is on, the lab reads the clock around the call, and after a
+//! call on a TCP socket it may read TCP_INFO once to report the state: that probe is the only
+//! extra syscall and the event says so in its `probe` field. When logging is off the wrappers
+//! check one flag and call straight through.
+
+pub mod ffi;
+pub mod names;
+
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollTimeout};
+use nix::sys::socket::{
+    self as nsock, AddressFamily, Backlog, MsgFlags, SockType, SockaddrStorage, sockopt,
+};
+use serde_json::{Map, Value};
+
+use crate::event::{AcceptQueue, Body, Syscall};
+use crate::notes;
+use crate::record::{self, FdInfo, FdTable, Transport};
+use crate::tcp_state::TcpState;
+
+pub use nix::poll::PollFlags;
+pub use nix::sys::socket::{
+    AddressFamily as Domain, MsgFlags as Msg, Shutdown as How, SockFlag as Flags, SockType as Type,
+};
+
+/// The result of a wrapped syscall: the value, or the errno the kernel returned.
+pub type Result<T> = std::result::Result<T, Errno>;
+
+macro_rules! man {
+    ($name:literal) => {
+        concat!(
+            "\n\nMan page: [`",
+            $name,
+            "(2)`](https://man7.org/linux/man-pages/man2/",
+            $name,
+            ".2.html)."
+        )
+    };
+}
+
+macro_rules! args {
+    ($($k:literal => $v:expr),* $(,)?) => {{
+        #[allow(unused_mut)]
+        let mut m = Map::new();
+        $( m.insert($k.to_string(), Value::from($v)); )*
+        m
+    }};
+}
+
+/// A call in progress, started only when logging is on.
+struct Call {
+    start: u64,
+    /// Whether the lab may read TCP_INFO after the call.
+    probe: bool,
+}
+
+impl Call {
+    #[inline]
+    fn begin() -> Option<Call> {
+        Self::begin_with(true)
+    }
+
+    /// For calls after which the fd is gone (close) or that are themselves the look.
+    #[inline]
+    fn begin_without_probe() -> Option<Call> {
+        Self::begin_with(false)
+    }
+
+    #[inline]
+    fn begin_with(probe: bool) -> Option<Call> {
+        if record::enabled() {
+            Some(Call {
+                start: record::now_ns(),
+                probe,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Records the finished call: updates the descriptor table, probes TCP_INFO on a TCP
+    /// socket that is still open, and emits the event.
+    fn end(
+        self,
+        name: &str,
+        fd: Option<RawFd>,
+        res: Result<i64>,
+        args: Map<String, Value>,
+        update: impl FnOnce(&mut FdTable),
+    ) {
+        let end = record::now_ns();
+        let (ret, errno) = match res {
+            Ok(v) => (v, None),
+            Err(e) => (-1, Some(names::errno(e))),
+        };
+        let (before, info) = record::with_fds(|t| {
+            let before = fd.and_then(|fd| t.get(&fd).cloned());
+            update(t);
+            (before, fd.and_then(|fd| t.get(&fd).cloned()))
+        });
+        let (mut tcp_state, mut queue, mut probe) = (None, None, None);
+        if let (Some(fd), Some(info)) = (fd, &info)
+            && self.probe
+            && info.transport == Transport::Tcp
+            && record::probing()
+        {
+            probe = Some("getsockopt(TCP_INFO)".to_string());
+            if let Ok(ti) = ffi::tcp_info(fd) {
+                tcp_state = TcpState::from_linux(ti.state);
+                if tcp_state == Some(TcpState::Listen) {
+                    queue = Some(AcceptQueue {
+                        len: ti.unacked,
+                        backlog: ti.sacked,
+                    });
+                }
+            }
+        }
+        let body = Body::Syscall(Syscall {
+            name: name.to_string(),
+            fd,
+            args,
+            ret,
+            errno,
+            dur_ns: end.saturating_sub(self.start),
+            tcp_state,
+            local: info
+                .as_ref()
+                .or(before.as_ref())
+                .and_then(|i| i.local)
+                .map(|a| a.to_string()),
+            remote: info
+                .as_ref()
+                .or(before.as_ref())
+                .and_then(|i| i.remote)
+                .map(|a| a.to_string()),
+            queue,
+            probe,
+        });
+        let notes = match (&body, record::narrating()) {
+            (Body::Syscall(sc), true) => notes::narrate_syscall(sc, before.as_ref(), info.as_ref()),
+            _ => Vec::new(),
+        };
+        // Stamped when the call returned: a read shows up after the write that fed it.
+        record::emit_with_notes(record::event_now(end, body), notes);
+    }
+}
+
+fn raw(fd: &impl AsFd) -> RawFd {
+    fd.as_fd().as_raw_fd()
+}
+
+fn unit(res: &Result<()>) -> Result<i64> {
+    res.as_ref().map(|()| 0).map_err(|e| *e)
+}
+
+fn size(res: &Result<usize>) -> Result<i64> {
+    res.as_ref().map(|&n| n as i64).map_err(|e| *e)
+}
+
+fn transport(domain: AddressFamily, ty: SockType) -> Transport {
+    match (domain, ty) {
+        (AddressFamily::Inet | AddressFamily::Inet6, SockType::Stream) => Transport::Tcp,
+        (AddressFamily::Inet | AddressFamily::Inet6, SockType::Datagram) => Transport::Udp,
+        _ => Transport::Other,
+    }
+}
+
+/// `socket(domain, type | flags, 0)`: creates an endpoint with no address yet.
+#[doc = man!("socket")]
+pub fn socket(domain: Domain, ty: Type, flags: Flags) -> Result<OwnedFd> {
+    let call = Call::begin();
+    let res = nsock::socket(domain, ty, flags, None);
+    if let Some(call) = call {
+        let fd = res.as_ref().ok().map(|f| f.as_raw_fd());
+        call.end(
+            "socket",
+            fd,
+            res.as_ref()
+                .map(|f| i64::from(f.as_raw_fd()))
+                .map_err(|e| *e),
+            args! {
+                "domain" => names::family(domain),
+                "type" => names::sock_type(ty, flags),
+                "protocol" => "IPPROTO_IP",
+            },
+            |t| {
+                if let Some(fd) = fd {
+                    t.insert(fd, FdInfo::new(transport(domain, ty)));
+                }
+            },
+        );
+    }
+    res
+}
+
+/// `bind(fd, addr, len)`: gives the socket its local address (IP and port).
+#[doc = man!("bind")]
+pub fn bind(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
+    let fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::bind(fd, &SockaddrStorage::from(addr));
+    if let Some(call) = call {
+        call.end(
+            "bind",
+            Some(fd),
+            unit(&res),
+            args! {"fd" => fd, "addr" => addr.to_string()},
+            |t| {
+                if let (Ok(()), Some(i)) = (&res, t.get_mut(&fd)) {
+                    i.local = Some(addr);
+                    i.bound = true;
+                }
+            },
+        );
+    }
+    res
+}
+
+/// `listen(fd, backlog)`: turns the socket into a listener whose kernel completes handshakes
+/// and queues up to `backlog` connections for accept().
+#[doc = man!("listen")]
+pub fn listen(fd: &impl AsFd, backlog: i32) -> Result<()> {
+    let raw_fd = raw(fd);
+    let backlog_arg = Backlog::new(backlog).map_err(|_| Errno::EINVAL)?;
+    let call = Call::begin();
+    let res = nsock::listen(fd, backlog_arg);
+    if let Some(call) = call {
+        call.end(
+            "listen",
+            Some(raw_fd),
+            unit(&res),
+            args! {"fd" => raw_fd, "backlog" => backlog},
+            |t| {
+                if let (Ok(()), Some(i)) = (&res, t.get_mut(&raw_fd)) {
+                    i.listening = true;
+                }
+            },
+        );
+    }
+    res
+}
+
+/// `accept4(fd, &addr, &len, flags)`: takes the next established connection off the
+/// listener's queue and returns a NEW descriptor for it, with the peer's address.
+#[doc = man!("accept4")]
+pub fn accept4(fd: &impl AsFd, flags: Flags) -> Result<(OwnedFd, Option<SocketAddr>)> {
+    let lfd = raw(fd);
+    let call = Call::begin();
+    let res = ffi::accept4(fd.as_fd(), flags);
+    if let Some(call) = call {
+        let new = res.as_ref().ok().map(|(f, a)| (f.as_raw_fd(), *a));
+        call.end(
+            "accept4",
+            new.map(|(f, _)| f).or(Some(lfd)),
+            res.as_ref()
+                .map(|(f, _)| i64::from(f.as_raw_fd()))
+                .map_err(|e| *e),
+            args! {
+                "fd" => lfd,
+                "addr" => new.and_then(|(_, a)| a).map(|a| a.to_string()).unwrap_or_default(),
+                "flags" => names::sock_flags(flags),
+            },
+            |t| {
+                if let Some((nfd, peer)) = new {
+                    let listener = t.get(&lfd).cloned();
+                    let mut info =
+                        FdInfo::new(listener.as_ref().map_or(Transport::Other, |l| l.transport));
+                    info.local = listener.and_then(|l| l.local);
+                    info.remote = peer;
+                    info.accepted_from = Some(lfd);
+                    t.insert(nfd, info);
+                }
+            },
+        );
+    }
+    res
+}
+
+/// `connect(fd, addr, len)`: for TCP, runs the 3-way handshake with `addr` (for UDP, only
+/// sets the default destination). The kernel picks the source port if bind() did not.
+#[doc = man!("connect")]
+pub fn connect(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
+    let fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::connect(fd, &SockaddrStorage::from(addr));
+    if let Some(call) = call {
+        call.end(
+            "connect",
+            Some(fd),
+            unit(&res),
+            args! {"fd" => fd, "addr" => addr.to_string()},
+            |t| {
+                if let Some(i) = t.get_mut(&fd) {
+                    i.connected = true;
+                    if res.is_ok() || res == Err(Errno::EINPROGRESS) {
+                        i.remote = Some(addr);
+                    }
+                }
+            },
+        );
+    }
+    res
+}
+
+/// `read(fd, buf, count)`: copies received bytes out of the kernel; 0 means end of stream.
+#[doc = man!("read")]
+pub fn read(fd: &impl AsFd, buf: &mut [u8]) -> Result<usize> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nix::unistd::read(fd, buf);
+    if let Some(call) = call {
+        let got = res.as_ref().map_or(&buf[..0], |&n| &buf[..n]);
+        call.end(
+            "read",
+            Some(raw_fd),
+            size(&res),
+            args! {"fd" => raw_fd, "data" => names::preview(got), "count" => buf.len()},
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `write(fd, buf, count)`: copies bytes into the kernel's send buffer (not: the peer has
+/// them).
+#[doc = man!("write")]
+pub fn write(fd: &impl AsFd, buf: &[u8]) -> Result<usize> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nix::unistd::write(fd, buf);
+    if let Some(call) = call {
+        call.end(
+            "write",
+            Some(raw_fd),
+            size(&res),
+            args! {"fd" => raw_fd, "data" => names::preview(buf), "count" => buf.len()},
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `recv(fd, buf, len, flags)`, which the kernel sees as `recvfrom(fd, buf, len, flags,
+/// NULL, NULL)` (glibc's recv makes that syscall).
+#[doc = man!("recv")]
+pub fn recv(fd: &impl AsFd, buf: &mut [u8], flags: Msg) -> Result<usize> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::recv(raw_fd, buf, flags);
+    if let Some(call) = call {
+        let got = res.as_ref().map_or(&buf[..0], |&n| &buf[..n]);
+        call.end(
+            "recvfrom",
+            Some(raw_fd),
+            size(&res),
+            args! {
+                "fd" => raw_fd, "data" => names::preview(got), "len" => buf.len(),
+                "flags" => names::msg_flags(flags), "addr" => "NULL",
+            },
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `recvfrom(fd, buf, len, 0, &addr, &addrlen)`: receives one datagram (or stream bytes) and
+/// the sender's address.
+#[doc = man!("recvfrom")]
+pub fn recvfrom(fd: &impl AsFd, buf: &mut [u8]) -> Result<(usize, Option<SocketAddr>)> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::recvfrom::<SockaddrStorage>(raw_fd, buf)
+        .map(|(n, a)| (n, a.as_ref().and_then(ffi::to_std)));
+    if let Some(call) = call {
+        let got = res.as_ref().map_or(&buf[..0], |&(n, _)| &buf[..n]);
+        let from = res.as_ref().ok().and_then(|(_, a)| *a);
+        call.end(
+            "recvfrom",
+            Some(raw_fd),
+            res.as_ref().map(|(n, _)| *n as i64).map_err(|e| *e),
+            args! {
+                "fd" => raw_fd, "data" => names::preview(got), "len" => buf.len(), "flags" => "0",
+                "addr" => from.map(|a| a.to_string()).unwrap_or_else(|| "NULL".into()),
+            },
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `send(fd, buf, len, flags)`, which the kernel sees as `sendto(fd, buf, len, flags, NULL,
+/// 0)`.
+#[doc = man!("send")]
+pub fn send(fd: &impl AsFd, buf: &[u8], flags: Msg) -> Result<usize> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::send(raw_fd, buf, flags);
+    if let Some(call) = call {
+        call.end(
+            "sendto",
+            Some(raw_fd),
+            size(&res),
+            args! {
+                "fd" => raw_fd, "data" => names::preview(buf), "len" => buf.len(),
+                "flags" => names::msg_flags(flags), "addr" => "NULL",
+            },
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `sendto(fd, buf, len, 0, addr, addrlen)`: sends one datagram to `addr`.
+#[doc = man!("sendto")]
+pub fn sendto(fd: &impl AsFd, buf: &[u8], addr: SocketAddr) -> Result<usize> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::sendto(raw_fd, buf, &SockaddrStorage::from(addr), MsgFlags::empty());
+    if let Some(call) = call {
+        call.end(
+            "sendto",
+            Some(raw_fd),
+            size(&res),
+            args! {
+                "fd" => raw_fd, "data" => names::preview(buf), "len" => buf.len(),
+                "flags" => "0", "addr" => addr.to_string(),
+            },
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `shutdown(fd, how)`: `SHUT_WR` sends FIN (no more writes) while reads go on.
+#[doc = man!("shutdown")]
+pub fn shutdown(fd: &impl AsFd, how: How) -> Result<()> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::shutdown(raw_fd, how);
+    if let Some(call) = call {
+        call.end(
+            "shutdown",
+            Some(raw_fd),
+            unit(&res),
+            args! {"fd" => raw_fd, "how" => names::shutdown(how)},
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `close(fd)`: releases the descriptor; for the last reference to a TCP socket the kernel
+/// starts the close sequence (FIN, or RST when unread data remains).
+#[doc = man!("close")]
+pub fn close(fd: OwnedFd) -> Result<()> {
+    let raw_fd = fd.into_raw_fd();
+    let call = Call::begin_without_probe();
+    let res = nix::unistd::close(raw_fd);
+    if let Some(call) = call {
+        call.end(
+            "close",
+            Some(raw_fd),
+            unit(&res),
+            args! {"fd" => raw_fd},
+            |t| {
+                t.remove(&raw_fd);
+            },
+        );
+    }
+    res
+}
+
+/// `getsockname(fd, &addr, &len)`: the socket's local address, e.g. the port the kernel
+/// picked at connect() or bind(port 0).
+#[doc = man!("getsockname")]
+pub fn getsockname(fd: &impl AsFd) -> Result<SocketAddr> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::getsockname::<SockaddrStorage>(raw_fd)
+        .and_then(|a| ffi::to_std(&a).ok_or(Errno::EAFNOSUPPORT));
+    if let Some(call) = call {
+        call.end(
+            "getsockname",
+            Some(raw_fd),
+            res.map(|_| 0),
+            args! {"fd" => raw_fd, "addr" => res.map(|a| a.to_string()).unwrap_or_default()},
+            |t| {
+                if let (Ok(a), Some(i)) = (res, t.get_mut(&raw_fd)) {
+                    i.local = Some(a);
+                }
+            },
+        );
+    }
+    res
+}
+
+/// `getpeername(fd, &addr, &len)`: the connected peer's address.
+#[doc = man!("getpeername")]
+pub fn getpeername(fd: &impl AsFd) -> Result<SocketAddr> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = nsock::getpeername::<SockaddrStorage>(raw_fd)
+        .and_then(|a| ffi::to_std(&a).ok_or(Errno::EAFNOSUPPORT));
+    if let Some(call) = call {
+        call.end(
+            "getpeername",
+            Some(raw_fd),
+            res.map(|_| 0),
+            args! {"fd" => raw_fd, "addr" => res.map(|a| a.to_string()).unwrap_or_default()},
+            |t| {
+                if let (Ok(a), Some(i)) = (res, t.get_mut(&raw_fd)) {
+                    i.remote = Some(a);
+                }
+            },
+        );
+    }
+    res
+}
+
+/// A socket option the lab can set, each one `setsockopt` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockOpt {
+    /// `SO_REUSEADDR`: allow bind() to an address whose old connections sit in TIME_WAIT.
+    ReuseAddr(bool),
+    /// `SO_REUSEPORT`: let several sockets bind the same address and port.
+    ReusePort(bool),
+    /// `SO_LINGER`: `Some(0)` makes close() send RST at once; `None` turns lingering off.
+    Linger(Option<i32>),
+    /// `TCP_NODELAY`: send small writes at once instead of waiting (Nagle's algorithm off).
+    TcpNoDelay(bool),
+}
+
+/// `setsockopt(fd, level, name, &value, len)`: sets one socket option.
+#[doc = man!("setsockopt")]
+pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res = match opt {
+        SockOpt::ReuseAddr(on) => nsock::setsockopt(fd, sockopt::ReuseAddr, &on),
+        SockOpt::ReusePort(on) => nsock::setsockopt(fd, sockopt::ReusePort, &on),
+        SockOpt::TcpNoDelay(on) => nsock::setsockopt(fd, sockopt::TcpNoDelay, &on),
+        SockOpt::Linger(secs) => {
+            let l = libc::linger {
+                l_onoff: i32::from(secs.is_some()),
+                l_linger: secs.unwrap_or(0),
+            };
+            nsock::setsockopt(fd, sockopt::Linger, &l)
+        }
+    };
+    if let Some(call) = call {
+        let (level, name, value) = match opt {
+            SockOpt::ReuseAddr(on) => ("SOL_SOCKET", "SO_REUSEADDR", Value::from(i32::from(on))),
+            SockOpt::ReusePort(on) => ("SOL_SOCKET", "SO_REUSEPORT", Value::from(i32::from(on))),
+            SockOpt::TcpNoDelay(on) => ("SOL_TCP", "TCP_NODELAY", Value::from(i32::from(on))),
+            SockOpt::Linger(secs) => (
+                "SOL_SOCKET",
+                "SO_LINGER",
+                Value::from(format!(
+                    "{{l_onoff={}, l_linger={}}}",
+                    i32::from(secs.is_some()),
+                    secs.unwrap_or(0)
+                )),
+            ),
+        };
+        let mut a = args! {"fd" => raw_fd, "level" => level, "optname" => name};
+        a.insert("optval".into(), value);
+        call.end("setsockopt", Some(raw_fd), unit(&res), a, |_| {});
+    }
+    res
+}
+
+/// `getsockopt(fd, SOL_SOCKET, SO_ERROR, ...)`: the pending error of a socket (how a
+/// non-blocking connect reports success or failure); reading it clears it.
+#[doc = man!("getsockopt")]
+pub fn so_error(fd: &impl AsFd) -> Result<Option<Errno>> {
+    let raw_fd = raw(fd);
+    let call = Call::begin();
+    let res =
+        nsock::getsockopt(fd, sockopt::SocketError).map(|e| (e != 0).then(|| Errno::from_raw(e)));
+    if let Some(call) = call {
+        call.end(
+            "getsockopt",
+            Some(raw_fd),
+            res.map(|_| 0),
+            args! {
+                "fd" => raw_fd, "level" => "SOL_SOCKET", "optname" => "SO_ERROR",
+                "optval" => match res { Ok(Some(e)) => names::errno(e), Ok(None) => "0".into(), Err(_) => String::new() },
+            },
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `fcntl(fd, F_SETFL, O_NONBLOCK or 0)`: makes calls on the socket return EAGAIN or
+/// EINPROGRESS instead of waiting.
+///
+/// One syscall: socket descriptors carry no other F_SETFL-changeable flag unless set here,
+/// so the usual F_GETFL read-modify-write is not needed.
+#[doc = man!("fcntl")]
+pub fn set_nonblocking(fd: &impl AsFd, on: bool) -> Result<()> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let raw_fd = raw(fd);
+    let flags = if on {
+        OFlag::O_NONBLOCK
+    } else {
+        OFlag::empty()
+    };
+    let call = Call::begin();
+    let res = fcntl(fd, FcntlArg::F_SETFL(flags)).map(|_| ());
+    if let Some(call) = call {
+        call.end(
+            "fcntl",
+            Some(raw_fd),
+            unit(&res),
+            args! {"fd" => raw_fd, "cmd" => "F_SETFL", "flags" => if on { "O_NONBLOCK" } else { "0" }},
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `poll(fds, nfds, timeout)`: waits until one of the descriptors is ready; returns how many
+/// are. `timeout_ms` < 0 waits for ever.
+#[doc = man!("poll")]
+pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> Result<usize> {
+    let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+    let call = Call::begin();
+    let res = nix::poll::poll(fds, timeout).map(|n| n as usize);
+    if let Some(call) = call {
+        let list: Vec<String> = fds
+            .iter()
+            .map(|p| {
+                format!(
+                    "{{fd={}, events={}, revents={}}}",
+                    p.as_fd().as_raw_fd(),
+                    names::poll_flags(p.events()),
+                    names::poll_flags(p.revents().unwrap_or(PollFlags::empty()))
+                )
+            })
+            .collect();
+        let first = fds.first().map(|p| p.as_fd().as_raw_fd());
+        call.end(
+            "poll",
+            first,
+            size(&res),
+            args! {"fds" => format!("[{}]", list.join(", ")), "nfds" => fds.len(), "timeout" => timeout_ms},
+            |_| {},
+        );
+    }
+    res
+}
+
+/// Resets the lab's per-process caches in a forked child. Call right after `fork()`.
+pub fn after_fork_in_child() {
+    record::after_fork();
+}
+
+/// Marks where the lab itself reads TCP_INFO outside a wrapper (a deliberate look, logged as
+/// a `getsockopt` syscall event with `probe` set).
+#[doc = man!("getsockopt")]
+pub fn tcp_info(fd: &impl AsFd) -> Result<ffi::TcpInfoRaw> {
+    let raw_fd = raw(fd);
+    let call = Call::begin_without_probe();
+    let res = ffi::tcp_info(raw_fd);
+    if let Some(call) = call {
+        let state = res.ok().and_then(|i| TcpState::from_linux(i.state));
+        call.end(
+            "getsockopt",
+            Some(raw_fd),
+            res.map(|_| 0),
+            args! {"fd" => raw_fd, "level" => "SOL_TCP", "optname" => "TCP_INFO",
+            "optval" => state.map(|s| format!("{{tcpi_state={s}, ...}}")).unwrap_or_default()},
+            |_| {},
+        );
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    #[test]
+    fn wrappers_work_with_logging_off() {
+        let fd = socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC).unwrap();
+        bind(
+            &fd,
+            SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)),
+        )
+        .unwrap();
+        let addr = getsockname(&fd).unwrap();
+        assert!(addr.port() > 0);
+        assert_eq!(listen(&fd, -5), Err(Errno::EINVAL));
+        close(fd).unwrap();
+    }
+}

@@ -1,0 +1,162 @@
+//! Symbolic names for the numbers syscalls take and return, spelled as strace spells them.
+
+use nix::errno::Errno;
+use nix::poll::PollFlags;
+use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockType};
+
+/// `AF_INET`, `AF_INET6`, ...
+pub fn family(f: AddressFamily) -> String {
+    match f {
+        AddressFamily::Inet => "AF_INET".into(),
+        AddressFamily::Inet6 => "AF_INET6".into(),
+        AddressFamily::Unix => "AF_UNIX".into(),
+        AddressFamily::Netlink => "AF_NETLINK".into(),
+        AddressFamily::Packet => "AF_PACKET".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `SOCK_STREAM|SOCK_CLOEXEC`, ...
+pub fn sock_type(ty: SockType, flags: SockFlag) -> String {
+    let mut s = match ty {
+        SockType::Stream => "SOCK_STREAM".to_string(),
+        SockType::Datagram => "SOCK_DGRAM".to_string(),
+        SockType::SeqPacket => "SOCK_SEQPACKET".to_string(),
+        SockType::Raw => "SOCK_RAW".to_string(),
+        SockType::Rdm => "SOCK_RDM".to_string(),
+        other => format!("{other:?}"),
+    };
+    for (flag, name) in [
+        (SockFlag::SOCK_NONBLOCK, "SOCK_NONBLOCK"),
+        (SockFlag::SOCK_CLOEXEC, "SOCK_CLOEXEC"),
+    ] {
+        if flags.contains(flag) {
+            s.push('|');
+            s.push_str(name);
+        }
+    }
+    s
+}
+
+/// Flags of accept4: `SOCK_CLOEXEC|SOCK_NONBLOCK` or `0`.
+pub fn sock_flags(flags: SockFlag) -> String {
+    let mut parts = Vec::new();
+    if flags.contains(SockFlag::SOCK_CLOEXEC) {
+        parts.push("SOCK_CLOEXEC");
+    }
+    if flags.contains(SockFlag::SOCK_NONBLOCK) {
+        parts.push("SOCK_NONBLOCK");
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
+/// `MSG_PEEK|MSG_DONTWAIT` or `0`.
+pub fn msg_flags(flags: MsgFlags) -> String {
+    let mut parts = Vec::new();
+    for (flag, name) in [
+        (MsgFlags::MSG_PEEK, "MSG_PEEK"),
+        (MsgFlags::MSG_DONTWAIT, "MSG_DONTWAIT"),
+        (MsgFlags::MSG_WAITALL, "MSG_WAITALL"),
+        (MsgFlags::MSG_NOSIGNAL, "MSG_NOSIGNAL"),
+        (MsgFlags::MSG_OOB, "MSG_OOB"),
+    ] {
+        if flags.contains(flag) {
+            parts.push(name);
+        }
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
+/// `SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`.
+pub fn shutdown(how: Shutdown) -> &'static str {
+    match how {
+        Shutdown::Read => "SHUT_RD",
+        Shutdown::Write => "SHUT_WR",
+        Shutdown::Both => "SHUT_RDWR",
+    }
+}
+
+/// `POLLIN|POLLOUT`, ... or `0`.
+pub fn poll_flags(flags: PollFlags) -> String {
+    let mut parts = Vec::new();
+    for (flag, name) in [
+        (PollFlags::POLLIN, "POLLIN"),
+        (PollFlags::POLLPRI, "POLLPRI"),
+        (PollFlags::POLLOUT, "POLLOUT"),
+        (PollFlags::POLLERR, "POLLERR"),
+        (PollFlags::POLLHUP, "POLLHUP"),
+        (PollFlags::POLLNVAL, "POLLNVAL"),
+    ] {
+        if flags.contains(flag) {
+            parts.push(name);
+        }
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
+/// The errno's symbol, e.g. `ECONNREFUSED`.
+pub fn errno(e: Errno) -> String {
+    format!("{e:?}")
+}
+
+/// How many bytes of a buffer an event shows.
+pub const PREVIEW_BYTES: usize = 32;
+
+/// The first bytes of a buffer, escaped like strace does (`hello\n`, `\x00`), with `...`
+/// when cut.
+pub fn preview(buf: &[u8]) -> String {
+    let mut s = String::with_capacity(buf.len().min(PREVIEW_BYTES) + 3);
+    for &b in buf.iter().take(PREVIEW_BYTES) {
+        match b {
+            b'\n' => s.push_str("\\n"),
+            b'\r' => s.push_str("\\r"),
+            b'\t' => s.push_str("\\t"),
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(char::from(b)),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if buf.len() > PREVIEW_BYTES {
+        s.push_str("...");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preview_escapes_and_cuts() {
+        assert_eq!(preview(b"hi\n\x00\""), "hi\\n\\x00\\\"");
+        let long = [b'a'; 40];
+        assert_eq!(preview(&long), format!("{}...", "a".repeat(32)));
+    }
+
+    #[test]
+    fn names_match_strace() {
+        assert_eq!(
+            sock_type(SockType::Stream, SockFlag::SOCK_CLOEXEC),
+            "SOCK_STREAM|SOCK_CLOEXEC"
+        );
+        assert_eq!(errno(Errno::ECONNREFUSED), "ECONNREFUSED");
+        assert_eq!(sock_flags(SockFlag::empty()), "0");
+        assert_eq!(
+            poll_flags(PollFlags::POLLIN | PollFlags::POLLOUT),
+            "POLLIN|POLLOUT"
+        );
+    }
+}
