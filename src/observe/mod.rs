@@ -8,3 +8,27 @@
 pub mod sock_diag;
 pub mod sysctl;
 pub mod tcp_info;
+
+use std::fmt;
+
+/// Why an observer could not start or run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObserveError {
+    /// It needs a privilege this process lacks (the text names it: "root or CAP_NET_RAW").
+    NeedsPrivilege(String),
+    /// The kernel or the machine lacks it (no tracefs, no such tracepoint...).
+    Unsupported(String),
+    /// It started but failed.
+    Failed(String),
+}
+
+impl fmt::Display for ObserveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ObserveError::NeedsPrivilege(what) => write!(f, "needs {what}"),
+            ObserveError::Unsupported(what) | ObserveError::Failed(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for ObserveError {}
