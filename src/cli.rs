@@ -236,6 +236,7 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             record::flush();
+            output::end_open_prompt();
             eprintln!("socklab: {e}");
             e.exit_code()
         }

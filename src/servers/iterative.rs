@@ -30,6 +30,12 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
     let mut stats = ServeStats::default();
     let mut buf = vec![0u8; cfg.read_size.max(1)];
     while cfg.count.is_none_or(|n| stats.accepted < n) {
+        // A signal that came before accept4 started would not interrupt it. (A small window
+        // remains between this check and the call; closing it takes ppoll or a self-pipe.)
+        if ffi::interrupted() {
+            say("app.interrupted", &[]);
+            break;
+        }
         let (conn, peer) = match sys::accept4(&listener, Flags::SOCK_CLOEXEC) {
             Ok(c) => c,
             Err(Errno::EINTR) if ffi::interrupted() => {
@@ -59,10 +65,6 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
             Err(_) => {}
         }
         let _ = sys::close(conn);
-        if ffi::interrupted() {
-            say("app.interrupted", &[]);
-            break;
-        }
     }
     sys::close(listener).map_err(|e| Error::sys("close", real, e))?;
     Ok(stats)
