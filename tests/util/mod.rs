@@ -1,0 +1,279 @@
+//! Shared helpers for the integration tests that run processes: a child that is killed and
+//! reaped whatever happens, bounded waits, free ports, and the lab's JSON events.
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use socklab::Event;
+use socklab::event::Syscall;
+
+/// The longest any single wait in these tests may take.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The socklab binary cargo built for this test run.
+pub fn socklab_exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_socklab"))
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released). Nothing
+/// listens there, so a connect to it is refused.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// `python3` from PATH, if there is one.
+pub fn python3() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("python3"))
+        .find(|p| p.is_file())
+}
+
+/// What a finished process left.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Every stdout line, in order (the ones already taken with `next_line` too).
+    pub stdout: Vec<String>,
+    /// All of stderr.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The lab's JSON events among the stdout lines (`--json` mode).
+    pub fn events(&self) -> Vec<Event> {
+        events(&self.stdout)
+    }
+}
+
+/// A running child with piped stdio. Dropping it (a failed assertion included) kills and
+/// reaps the process, so no test leaves one behind.
+pub struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    out_reader: Option<JoinHandle<()>>,
+    err_reader: Option<JoinHandle<String>>,
+    what: String,
+}
+
+impl Proc {
+    /// Starts `cmd` with stdin, stdout and stderr piped; stdout is read line by line.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        let what = format!("{cmd:?}");
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let stdin = child.stdin.take();
+        let out = child.stdout.take().expect("stdout is piped");
+        let mut err = child.stderr.take().expect("stderr is piped");
+        let (tx, lines) = mpsc::channel();
+        let out_reader = thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let err_reader = thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = err.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
+        Proc {
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            out_reader: Some(out_reader),
+            err_reader: Some(err_reader),
+            what,
+        }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Writes `bytes` to the child's stdin and closes it (EOF after them).
+    pub fn send_stdin(&mut self, bytes: &[u8]) {
+        let mut stdin = self.stdin.take().expect("stdin not yet closed");
+        stdin.write_all(bytes).expect("write to the child's stdin");
+    }
+
+    /// Closes the child's stdin without writing.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line, waiting at most until `deadline`; `None` at end of output.
+    /// Panics on timeout.
+    pub fn next_line(&mut self, deadline: Instant) -> Option<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => {
+                self.seen.push(line.clone());
+                Some(line)
+            }
+            Err(RecvTimeoutError::Disconnected) => None,
+            Err(RecvTimeoutError::Timeout) => panic!(
+                "{}: no stdout line within {:?}; lines so far: {:#?}",
+                self.what, TIMEOUT, self.seen
+            ),
+        }
+    }
+
+    /// Reads stdout lines until `pick` returns something; panics at end of output or timeout.
+    pub fn wait_for<T>(&mut self, mut pick: impl FnMut(&str) -> Option<T>) -> T {
+        let deadline = Instant::now() + TIMEOUT;
+        while let Some(line) = self.next_line(deadline) {
+            if let Some(v) = pick(&line) {
+                return v;
+            }
+        }
+        panic!(
+            "{}: output ended before the expected line; lines: {:#?}",
+            self.what, self.seen
+        )
+    }
+
+    /// Reads the lab's JSON events until the listener's successful getsockname; returns the
+    /// address the kernel gave it.
+    pub fn wait_listening(&mut self) -> SocketAddr {
+        self.wait_for(|line| {
+            let ev = Event::from_json(line).ok()?;
+            let sc = ev.syscall()?;
+            if sc.name != "getsockname" || sc.failed() {
+                return None;
+            }
+            sc.args.get("addr")?.as_str()?.parse().ok()
+        })
+    }
+
+    /// Waits for the child to exit (at most `TIMEOUT`), then collects its output. Panics,
+    /// after killing it, if it does not exit in time.
+    pub fn finish(mut self) -> Finished {
+        self.stdin = None;
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            match self.child.try_wait().expect("try_wait") {
+                Some(status) => break status,
+                None if Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    panic!(
+                        "{} did not exit within {:?}; stdout so far: {:#?}",
+                        self.what, TIMEOUT, self.seen
+                    );
+                }
+                None => thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        // The pipes close with the process (none of these children fork), so the readers end.
+        if let Some(h) = self.out_reader.take() {
+            let _ = h.join();
+        }
+        let mut stdout = std::mem::take(&mut self.seen);
+        stdout.extend(self.lines.try_iter());
+        let stderr = self
+            .err_reader
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default();
+        Finished {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses the lines that are JSON events; other lines are ignored.
+pub fn events(lines: &[String]) -> Vec<Event> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| Event::from_json(l).unwrap_or_else(|e| panic!("not an event ({e}): {l}")))
+        .collect()
+}
+
+/// The syscall events named `name`.
+pub fn calls<'a>(events: &'a [Event], name: &str) -> Vec<&'a Syscall> {
+    events
+        .iter()
+        .filter_map(Event::syscall)
+        .filter(|s| s.name == name)
+        .collect()
+}
+
+/// A string argument of a syscall event.
+pub fn arg<'a>(sc: &'a Syscall, key: &str) -> &'a str {
+    sc.args
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("{} has no string arg {key}: {sc:?}", sc.name))
+}
+
+/// Undoes the lab's strace-style data preview (`\xec`, `\n`, `\"`, `\\`) back into bytes.
+/// Panics on a cut preview (ending in `...`): compare only messages of at most 32 bytes.
+pub fn unpreview(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let (byte, used) = match b.get(i + 1) {
+            Some(b'n') => (b'\n', 2),
+            Some(b'r') => (b'\r', 2),
+            Some(b't') => (b'\t', 2),
+            Some(b'"') => (b'"', 2),
+            Some(b'\\') => (b'\\', 2),
+            Some(b'x') => {
+                let hex = std::str::from_utf8(&b[i + 2..i + 4]).expect("hex digits");
+                (u8::from_str_radix(hex, 16).expect("hex byte"), 4)
+            }
+            other => panic!("bad escape {other:?} in preview {s:?}"),
+        };
+        out.push(byte);
+        i += used;
+    }
+    out
+}
+
+/// Asserts that no stderr line shows a Rust panic or a backtrace hint.
+pub fn assert_no_panic(stderr: &str) {
+    for line in stderr.lines() {
+        assert!(
+            !line.contains("panicked") && !line.contains("RUST_BACKTRACE"),
+            "panic in stderr: {stderr}"
+        );
+    }
+}
