@@ -1,0 +1,40 @@
+//! Step 1, `socket()`: the kernel creates an endpoint and hands back a small number, the file
+//! descriptor. The socket has no address and no connection yet; TCP calls that state CLOSE.
+//!
+//! Run: `cargo run --example 01_socket` (JSON events: `SOCKLAB_JSON=1 cargo run --example
+//! 01_socket`).
+
+mod common;
+
+use socklab::Role;
+use socklab::sys::{self, Domain, Flags, Type};
+
+fn main() -> common::Result {
+    common::start("Step 1: socket() creates an endpoint; nothing else happens yet.");
+    common::say(
+        "Each line: time, lane, the call as strace shows it, its result, its duration, and the \
+         TCP state the kernel reports right after it (read with getsockopt TCP_INFO). \
+         [kernel] lines are the lab's own looks at the kernel.",
+    );
+    common::say("");
+    common::act_as(Role::Server);
+
+    // AF_INET + SOCK_STREAM = TCP over IPv4. SOCK_CLOEXEC: not inherited by programs we exec.
+    let fd = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
+
+    // Ask the kernel which address the socket has: none yet, shown as 0.0.0.0:0.
+    let addr = sys::getsockname(&fd)?;
+    // And which TCP state it is in (getsockopt TCP_INFO).
+    let state = common::look(&fd)?;
+
+    sys::close(fd)?;
+
+    common::say("");
+    common::say(&format!(
+        "The socket is a number for this process; the kernel says: address {addr}, state {state}."
+    ));
+    common::say("No packet was sent: a socket alone talks to no one. Next: 02_bind.");
+
+    common::finish();
+    Ok(())
+}

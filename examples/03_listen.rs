@@ -1,0 +1,45 @@
+//! Step 3, `listen()`: the bound socket becomes a listener. From now on the kernel itself
+//! answers SYNs and completes handshakes; finished connections wait in the accept queue, up
+//! to the backlog, until the program calls accept(). TCP_INFO on a listener reports that
+//! queue: its length and its cap.
+//!
+//! Run: `cargo run --example 03_listen`
+
+mod common;
+
+use socklab::Role;
+use socklab::observe::tcp_info;
+use socklab::sys::{self, Domain, Flags, Type};
+
+/// The accept queue's cap (the kernel clamps it to net.core.somaxconn).
+const BACKLOG: i32 = 5;
+
+fn main() -> common::Result {
+    common::start("Step 3: listen() turns the bound socket into a listener.");
+    common::act_as(Role::Server);
+
+    let fd = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
+    sys::bind(&fd, common::loopback_any_port())?;
+    sys::listen(&fd, BACKLOG)?;
+    let addr = sys::getsockname(&fd)?;
+
+    // The same TCP_INFO read that gave the state column above, kept for the summary.
+    let info = tcp_info::read(&fd)?;
+    let queue = info
+        .queue
+        .ok_or("TCP_INFO reports no accept queue: the socket is not listening")?;
+    sys::close(fd)?;
+
+    common::say("");
+    common::say(&format!(
+        "The kernel says {}: queue {}/{} means {} connections wait for accept(), at most {}.",
+        info.state, queue.len, queue.backlog, queue.len, queue.backlog
+    ));
+    common::say(&format!(
+        "While it listened, a client could connect to {addr}, even before any accept(). \
+         Next: 04_connect."
+    ));
+
+    common::finish();
+    Ok(())
+}

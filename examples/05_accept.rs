@@ -1,0 +1,68 @@
+//! Step 5, `accept4()`: the server takes a finished connection off the listener's accept
+//! queue. The kernel completed the handshake before accept was called; accept4 only hands the
+//! connection over, as a NEW descriptor, while the listening one goes on listening. TCP_INFO
+//! on the listener shows the queue before (1) and after (0).
+//!
+//! Run: `cargo run --example 05_accept`
+
+mod common;
+
+use std::os::fd::{AsFd, AsRawFd};
+
+use nix::poll::PollFd;
+use socklab::Role;
+use socklab::observe::tcp_info;
+use socklab::sys::{self, Domain, Flags, PollFlags, Type};
+
+const BACKLOG: i32 = 5;
+
+fn main() -> common::Result {
+    common::start("Step 5: accept4() takes a connection off the queue as a NEW descriptor.");
+
+    common::act_as(Role::Server);
+    let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
+    sys::bind(&listener, common::loopback_any_port())?;
+    sys::listen(&listener, BACKLOG)?;
+    let server = sys::getsockname(&listener)?;
+
+    common::say("");
+    common::say("A client connects; nobody has called accept() yet:");
+    common::act_as(Role::Client);
+    let client = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
+    sys::connect(&client, server)?;
+
+    common::say("");
+    common::say("The server waits for a connection to be ready (poll for POLLIN), then takes it:");
+    common::act_as(Role::Server);
+    // The connect above already finished the handshake, so this returns at once.
+    sys::poll(
+        &mut [PollFd::new(listener.as_fd(), PollFlags::POLLIN)],
+        1000,
+    )?;
+    // The same TCP_INFO read as the state column, kept for the summary below.
+    let before = tcp_info::read(&listener)?.queue;
+    let (conn, peer) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
+    // Nothing waits any more: poll with timeout 0 returns 0.
+    sys::poll(&mut [PollFd::new(listener.as_fd(), PollFlags::POLLIN)], 0)?;
+    let after = tcp_info::read(&listener)?.queue;
+
+    let queue = |q: Option<socklab::event::AcceptQueue>| {
+        q.map_or("?".to_string(), |q| format!("{}/{}", q.len, q.backlog))
+    };
+    common::say("");
+    common::say(&format!(
+        "Listener fd {} stays LISTEN; the accept queue went {} -> {}.",
+        listener.as_raw_fd(),
+        queue(before),
+        queue(after)
+    ));
+    common::say(&format!(
+        "accept4 returned fd {}, connected to {}: one descriptor per connection.",
+        conn.as_raw_fd(),
+        peer.map_or("?".to_string(), |p| p.to_string())
+    ));
+    common::say("Next: 06_read_write, data over the new descriptor.");
+    common::finish();
+    drop(client);
+    Ok(())
+}

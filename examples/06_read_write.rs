@@ -1,0 +1,81 @@
+//! Step 6, `write()` and `read()`: TCP carries a stream of bytes, not messages. write()
+//! copies bytes into the kernel's send buffer; read() copies out whatever has arrived, up to
+//! the size asked for, so two writes may come out as one read and one write as several.
+//! When the peer closes, read() returns 0: end of stream.
+//!
+//! Run: `cargo run --example 06_read_write`
+
+mod common;
+
+use socklab::Role;
+use socklab::sys::{self, Domain, Flags, Type};
+
+fn main() -> common::Result {
+    common::start("Step 6: write() and read() move a byte stream; read() = 0 means the end.");
+    common::say("Setup, as in steps 1 to 5:");
+
+    common::act_as(Role::Server);
+    let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
+    sys::bind(&listener, common::loopback_any_port())?;
+    sys::listen(&listener, 1)?;
+    let server = sys::getsockname(&listener)?;
+    common::act_as(Role::Client);
+    let client = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
+    sys::connect(&client, server)?;
+    common::act_as(Role::Server);
+    let (conn, _) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
+
+    common::say("");
+    common::say("The client writes twice; the server reads with room for 1024 bytes:");
+    common::act_as(Role::Client);
+    let sent = sys::write(&client, b"hello ")? + sys::write(&client, b"world\n")?;
+    common::act_as(Role::Server);
+    let mut got = Vec::new();
+    let mut reads = 0;
+    let mut buf = [0u8; 1024];
+    while got.len() < sent {
+        let n = sys::read(&conn, &mut buf)?;
+        if n == 0 {
+            return Err("the client closed before all its bytes arrived".into());
+        }
+        got.extend_from_slice(&buf[..n]);
+        reads += 1;
+    }
+
+    common::say("");
+    common::say("The server answers in one write; the client reads 5 bytes at a time:");
+    let reply = got.to_ascii_uppercase();
+    socklab::servers::write_all(&conn, &reply)?;
+    common::act_as(Role::Client);
+    let mut small = [0u8; 5];
+    let mut back = 0;
+    let mut pieces = 0;
+    while back < reply.len() {
+        let n = sys::read(&client, &mut small)?;
+        if n == 0 {
+            return Err("the server closed before its whole reply arrived".into());
+        }
+        back += n;
+        pieces += 1;
+    }
+
+    common::say("");
+    common::say("The client closes; the server's next read returns 0 (end of stream):");
+    sys::close(client)?;
+    common::act_as(Role::Server);
+    let eof = sys::read(&conn, &mut buf)?;
+
+    common::say("");
+    common::say(&format!(
+        "2 writes ({sent} bytes) came out as {reads} read(s); 1 write ({} bytes) as {pieces} \
+         reads of at most 5. The kernel keeps no message boundaries in TCP.",
+        reply.len()
+    ));
+    common::say(&format!(
+        "The last read returned {eof}: the client's FIN, as end of stream. Next: \
+         07_shutdown_close."
+    ));
+    common::finish();
+    drop((conn, listener));
+    Ok(())
+}

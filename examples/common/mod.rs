@@ -1,0 +1,150 @@
+//! What every example shares: where the events go, the examples' own words, and two looks at
+//! the kernel (TCP_INFO on one of our sockets, sock_diag on the kernel's socket table).
+//!
+//! Events go to stdout: aligned human lines, or JSON lines when `SOCKLAB_JSON=1` (then stdout
+//! carries only events and the examples' own sentences go to stderr, so that
+//! tests/examples.rs can parse what the kernel reported).
+
+// Each example uses only some of these helpers.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd};
+
+use socklab::event::{Body, Event, StateChange};
+use socklab::observe::{sock_diag, tcp_info};
+use socklab::record::{self, Options, Sink};
+use socklab::render::{human, json::JsonLines};
+use socklab::{Role, TcpState};
+
+/// The error type of the examples' `main`: any failed call ends the example with its message.
+pub type Result<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// True when `SOCKLAB_JSON=1`.
+pub fn json() -> bool {
+    std::env::var("SOCKLAB_JSON").is_ok_and(|v| v == "1")
+}
+
+/// Installs the sink: from here on every `socklab::sys` call prints its event.
+pub fn start(title: &str) {
+    if json() {
+        record::install(
+            Box::new(JsonLines::new(std::io::stdout(), true)),
+            Options::default(),
+        );
+    } else {
+        record::install(Box::new(Lines { t0: None }), Options::default());
+    }
+    say(title);
+    say("");
+}
+
+/// Flushes the events and stops logging.
+pub fn finish() {
+    record::uninstall();
+}
+
+/// Prints one of the example's own sentences between the events (to stderr in JSON mode).
+pub fn say(text: &str) {
+    if json() {
+        eprintln!("{text}");
+    } else {
+        record::flush();
+        println!("{text}");
+    }
+}
+
+/// From now on, this thread's events go to `role`'s lane.
+pub fn act_as(role: Role) {
+    record::set_thread_role(Some(role));
+}
+
+/// 127.0.0.1, port 0: loopback only, and the kernel picks a free port.
+pub fn loopback_any_port() -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+}
+
+/// Asks the kernel for `fd`'s TCP state (getsockopt TCP_INFO) and shows it as a `state`
+/// event (source `tcp_info`). `from` is left unknown: this is a snapshot, not a transition.
+pub fn look(fd: &impl AsFd) -> Result<TcpState> {
+    let info = tcp_info::read(fd)?;
+    let known = record::fd_info(fd.as_fd().as_raw_fd());
+    let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string());
+    record::emit(record::event_now(
+        record::now_ns(),
+        Body::State(StateChange {
+            from: None,
+            to: info.state,
+            local: addr(known.as_ref().and_then(|k| k.local)),
+            remote: addr(known.as_ref().and_then(|k| k.remote)),
+            source: "tcp_info".to_string(),
+            sock: None,
+        }),
+    ));
+    Ok(info.state)
+}
+
+/// Lists the kernel's TCP sockets of the connection between `client` and `server` (a
+/// sock_diag dump, as `ss -tan` does) and shows each as a `state` event (source `sock_diag`)
+/// in its side's lane. Unlike TCP_INFO this also sees sockets no descriptor holds, such as
+/// TIME_WAIT. Returns each side's state.
+pub fn kernel_table(client: SocketAddr, server: SocketAddr) -> Result<Vec<(Role, TcpState)>> {
+    let mut found = Vec::new();
+    for e in sock_diag::tcp_sockets(&[client.port()])? {
+        let role = if (e.local, e.remote) == (client, server) {
+            Role::Client
+        } else if (e.local, e.remote) == (server, client) {
+            Role::Server
+        } else {
+            continue; // another connection that happens to use the same port number
+        };
+        let mut event = record::event_now(
+            record::now_ns(),
+            Body::State(StateChange {
+                from: None,
+                to: e.state,
+                local: Some(e.local.to_string()),
+                remote: Some(e.remote.to_string()),
+                source: "sock_diag".to_string(),
+                sock: Some(format!("inode {}", e.inode)),
+            }),
+        );
+        event.role = Some(role);
+        event.lane = role.lane();
+        record::emit(event);
+        found.push((role, e.state));
+    }
+    Ok(found)
+}
+
+/// socklab's human lines, except that a snapshot (a state event with no `from`) reads
+/// `[kernel] STATE` rather than `? -> STATE`: a look is not a transition.
+struct Lines {
+    t0: Option<u64>,
+}
+
+impl Sink for Lines {
+    fn record(&mut self, event: &Event) {
+        let t0 = *self.t0.get_or_insert(event.t);
+        let line = match &event.body {
+            Body::State(st @ StateChange { from: None, .. }) => {
+                let ms = event.t.saturating_sub(t0) as f64 / 1e6;
+                let lane = format!("{:?}", event.lane).to_lowercase();
+                let ends = match (&st.local, &st.remote) {
+                    (Some(l), Some(r)) => format!("  {l} <-> {r}"),
+                    (Some(l), None) => format!("  {l}"),
+                    (None, Some(r)) => format!("  ? <-> {r}"),
+                    (None, None) => String::new(),
+                };
+                format!(
+                    "{ms:>10.3}ms  {lane:<6}  [kernel] {}{ends}  ({})",
+                    st.to, st.source
+                )
+            }
+            _ => human::format_event(event, t0),
+        };
+        // A closed stdout (`| head`) is not worth a panic in an example.
+        let _ = writeln!(std::io::stdout(), "{line}");
+    }
+}
