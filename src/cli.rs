@@ -50,6 +50,8 @@ enum Command {
     Client(ClientArgs),
     /// Run a server and a client on loopback and show the whole exchange on one timeline.
     Demo(DemoArgs),
+    /// Run the demo (or an example) under strace -f: each lab event beside strace's line.
+    Trace(TraceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +96,16 @@ struct DemoArgs {
     /// The client's message.
     #[arg(short = 'm', long, default_value = "hello from socklab")]
     message: String,
+}
+
+#[derive(Debug, Args)]
+struct TraceArgs {
+    /// Trace this example (built next to this executable, e.g. 05_accept), not the demo.
+    #[arg(long, value_name = "NAME")]
+    example: Option<String>,
+    /// Keep strace's full log in FILE (default: a file in the temp directory).
+    #[arg(long, value_name = "FILE")]
+    log: Option<std::path::PathBuf>,
 }
 
 /// Resolves HOST: an IP address as is, otherwise the first address the resolver gives.
@@ -219,6 +231,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             )?;
             print_demo(&events, cli.global.json);
             Ok(())
+        }
+        Command::Trace(a) => {
+            let exe = std::env::current_exe()
+                .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
+            crate::trace::command(
+                &exe,
+                a.example.as_deref(),
+                a.log.as_deref(),
+                !cli.global.no_probe,
+            )
         }
     }
 }

@@ -8,6 +8,7 @@
 //! - [`notes`]: plain-language notes, keyed, one catalogue per language;
 //! - [`render`]: human and JSON output;
 //! - [`servers`], [`client`], [`demo`]: programs built on the wrappers;
+//! - [`trace`]: the lab's events beside strace's lines for the same calls;
 //! - [`cli`]: the command line.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -25,6 +26,7 @@ pub mod render;
 pub mod servers;
 pub mod sys;
 pub mod tcp_state;
+pub mod trace;
 
 pub use error::Error;
 pub use event::{Body, Event, Lane, Role};
