@@ -50,6 +50,9 @@ enum Command {
     Client(ClientArgs),
     /// Run a server and a client on loopback and show the whole exchange on one timeline.
     Demo(DemoArgs),
+    /// Print live TCP state changes of every process (the kernel's tracepoint; needs root,
+    /// else polls sock_diag).
+    Watch(WatchArgs),
     /// Run the demo (or an example) under strace -f: each lab event beside strace's line.
     Trace(TraceArgs),
 }
@@ -106,6 +109,16 @@ struct TraceArgs {
     /// Keep strace's full log in FILE (default: a file in the temp directory).
     #[arg(long, value_name = "FILE")]
     log: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct WatchArgs {
+    /// Only sockets with this port at either end (repeat for more; default: all TCP).
+    #[arg(short = 'p', long = "port", value_name = "P")]
+    ports: Vec<u16>,
+    /// Stop after SECS seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
 }
 
 /// Resolves HOST: an IP address as is, otherwise the first address the resolver gives.
@@ -231,6 +244,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             )?;
             print_demo(&events, cli.global.json);
             Ok(())
+        }
+        Command::Watch(a) => {
+            let cfg = crate::observe::watch::WatchConfig {
+                ports: a.ports,
+                duration: a.duration.map(std::time::Duration::from_secs),
+                json: cli.global.json,
+            };
+            crate::observe::watch::run(&cfg, &mut io::stdout(), &mut io::stderr())
+                .map(|_| ())
+                .map_err(|e| Error::Other(format!("watch: {e}")))
         }
         Command::Trace(a) => {
             let exe = std::env::current_exe()

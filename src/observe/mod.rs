@@ -2,12 +2,17 @@
 //!
 //! Each source is a module of its own and produces the same [`crate::event`] types:
 //! [`tcp_info`] (getsockopt TCP_INFO on the lab's own sockets, unprivileged), [`sock_diag`]
-//! (netlink snapshots of every TCP socket, unprivileged) and [`sysctl`] (the kernel settings
-//! the notes quote).
+//! (netlink snapshots of every TCP socket, unprivileged), [`tracepoint`] (the kernel's record
+//! of every TCP state change, root), [`poll_diag`] (sock_diag snapshots diffed, the fallback
+//! without root) and [`sysctl`] (the kernel settings the notes quote). [`watch`] is the loop
+//! behind `socklab watch`.
 
+pub mod poll_diag;
 pub mod sock_diag;
 pub mod sysctl;
 pub mod tcp_info;
+pub mod tracepoint;
+pub mod watch;
 
 use std::fmt;
 
