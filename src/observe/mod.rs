@@ -4,9 +4,10 @@
 //! [`tcp_info`] (getsockopt TCP_INFO on the lab's own sockets, unprivileged), [`sock_diag`]
 //! (netlink snapshots of every TCP socket, unprivileged), [`tracepoint`] (the kernel's record
 //! of every TCP state change, root), [`poll_diag`] (sock_diag snapshots diffed, the fallback
-//! without root) and [`sysctl`] (the kernel settings the notes quote). [`watch`] is the loop
-//! behind `socklab watch`.
+//! without root), [`capture`] (packets on loopback, root or CAP_NET_RAW) and [`sysctl`] (the
+//! kernel settings the notes quote). [`watch`] is the loop behind `socklab watch`.
 
+pub mod capture;
 pub mod poll_diag;
 pub mod sock_diag;
 pub mod sysctl;

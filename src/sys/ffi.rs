@@ -136,3 +136,46 @@ pub fn fork() -> Result<ForkResult, Errno> {
     // no lock that a vanished thread owned.
     unsafe { nix::unistd::fork() }
 }
+
+/// `setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &sock_fprog)`: attaches a classic BPF
+/// program (socket(7), Documentation/networking/filter.rst); one syscall, nix has no such
+/// option. The kernel copies and checks the program, so `prog` need not outlive the call.
+pub fn attach_filter(fd: BorrowedFd<'_>, prog: &[libc::sock_filter]) -> Result<(), Errno> {
+    let len = u16::try_from(prog.len()).map_err(|_| Errno::EINVAL)?;
+    let fprog = libc::sock_fprog {
+        len,
+        filter: prog.as_ptr().cast_mut(),
+    };
+    // SAFETY: `fprog` points at `len` valid instructions that outlive the call; the kernel
+    // only reads them (and rejects an invalid program with EINVAL).
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&raw const fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// `bind(fd, sockaddr_ll{AF_PACKET, ETH_P_ALL, ifindex})`: starts an AF_PACKET socket that
+/// was opened with protocol 0 receiving every protocol on one interface (packet(7)); one
+/// syscall, as nix cannot build a `sockaddr_ll`.
+pub fn bind_packet_all(fd: BorrowedFd<'_>, ifindex: u32) -> Result<(), Errno> {
+    // SAFETY: sockaddr_ll is plain old data; zeroes are valid.
+    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_ifindex = i32::try_from(ifindex).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: the pointer and length describe `sll`, which outlives the call.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const sll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    Errno::result(rc).map(drop)
+}
