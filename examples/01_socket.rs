@@ -13,8 +13,9 @@ fn main() -> common::Result {
     common::start("Step 1: socket() creates an endpoint; nothing else happens yet.");
     common::say(
         "Each line: time, lane, the call as strace shows it, its result, its duration, and the \
-         TCP state the kernel reports right after it (read with getsockopt TCP_INFO). \
-         [kernel] lines are the lab's own looks at the kernel.",
+         TCP state the kernel reports right after it (the lab reads it with getsockopt \
+         TCP_INFO). When the example itself asks for TCP_INFO, that getsockopt has a line of \
+         its own and its state column is what the call returned.",
     );
     common::say("");
     common::act_as(Role::Server);
@@ -24,7 +25,7 @@ fn main() -> common::Result {
 
     // Ask the kernel which address the socket has: none yet, shown as 0.0.0.0:0.
     let addr = sys::getsockname(&fd)?;
-    // And which TCP state it is in (getsockopt TCP_INFO).
+    // And which TCP state it is in: getsockopt(TCP_INFO), a logged call like the others.
     let state = common::look(&fd)?;
 
     sys::close(fd)?;

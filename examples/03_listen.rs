@@ -8,7 +8,6 @@
 mod common;
 
 use socklab::Role;
-use socklab::observe::tcp_info;
 use socklab::sys::{self, Domain, Flags, Type};
 
 /// The accept queue's cap (the kernel clamps it to net.core.somaxconn).
@@ -23,8 +22,9 @@ fn main() -> common::Result {
     sys::listen(&fd, BACKLOG)?;
     let addr = sys::getsockname(&fd)?;
 
-    // The same TCP_INFO read that gave the state column above, kept for the summary.
-    let info = tcp_info::read(&fd)?;
+    // Ask the kernel ourselves: getsockopt(TCP_INFO), the read behind the state column, as a
+    // logged call of the example.
+    let info = common::look_at(&fd)?;
     let queue = info
         .queue
         .ok_or("TCP_INFO reports no accept queue: the socket is not listening")?;

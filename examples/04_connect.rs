@@ -76,6 +76,19 @@ fn main() -> common::Result {
     let done = common::look(&fd)?;
     let local = sys::getsockname(&fd)?;
 
+    common::say("");
+    common::say(
+        "Both sides close (closing is step 7's subject). The clients first: the server's side \
+         of the first connection is then in CLOSE_WAIT. Our client's connection still waits in \
+         the listener's queue: closing the listener resets it:",
+    );
+    sys::close(first)?;
+    sys::close(fd)?;
+    common::act_as(Role::Server);
+    common::look(&first_conn)?;
+    sys::close(first_conn)?;
+    sys::close(listener)?;
+
     let (lo, hi) = sysctl::local_port_range();
     let inside = (lo..=hi).contains(&local.port());
     common::say("");
@@ -89,8 +102,6 @@ fn main() -> common::Result {
     ));
 
     common::say("Next: 05_accept, the server's side of the same handshake.");
-    // The descriptors close when they go out of scope; that is step 7's subject, not logged.
     common::finish();
-    drop((first_conn, first));
     Ok(())
 }

@@ -11,7 +11,6 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use nix::poll::PollFd;
 use socklab::Role;
-use socklab::observe::tcp_info;
 use socklab::sys::{self, Domain, Flags, PollFlags, Type};
 
 const BACKLOG: i32 = 5;
@@ -39,30 +38,37 @@ fn main() -> common::Result {
         &mut [PollFd::new(listener.as_fd(), PollFlags::POLLIN)],
         1000,
     )?;
-    // The same TCP_INFO read as the state column, kept for the summary below.
-    let before = tcp_info::read(&listener)?.queue;
+    // Ask the kernel for the listener's accept queue (getsockopt TCP_INFO), kept for the
+    // summary below.
+    let before = common::accept_queue(&listener)?;
     let (conn, peer) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
     // Nothing waits any more: poll with timeout 0 returns 0.
     sys::poll(&mut [PollFd::new(listener.as_fd(), PollFlags::POLLIN)], 0)?;
-    let after = tcp_info::read(&listener)?.queue;
+    let after = common::accept_queue(&listener)?;
+    let (listener_fd, conn_fd) = (listener.as_raw_fd(), conn.as_raw_fd());
 
-    let queue = |q: Option<socklab::event::AcceptQueue>| {
-        q.map_or("?".to_string(), |q| format!("{}/{}", q.len, q.backlog))
-    };
+    common::say("");
+    common::say(
+        "Both sides close (closing is step 7's subject). The client first: the server's side \
+         is then in CLOSE_WAIT. The server closes it, then the listener:",
+    );
+    common::act_as(Role::Client);
+    sys::close(client)?;
+    common::act_as(Role::Server);
+    common::look(&conn)?;
+    sys::close(conn)?;
+    sys::close(listener)?;
+
     common::say("");
     common::say(&format!(
-        "Listener fd {} stays LISTEN; the accept queue went {} -> {}.",
-        listener.as_raw_fd(),
-        queue(before),
-        queue(after)
+        "Listener fd {listener_fd} stayed LISTEN; the accept queue went {}/{} -> {}/{}.",
+        before.len, before.backlog, after.len, after.backlog
     ));
     common::say(&format!(
-        "accept4 returned fd {}, connected to {}: one descriptor per connection.",
-        conn.as_raw_fd(),
+        "accept4 returned fd {conn_fd}, connected to {}: one descriptor per connection.",
         peer.map_or("?".to_string(), |p| p.to_string())
     ));
     common::say("Next: 06_read_write, data over the new descriptor.");
     common::finish();
-    drop(client);
     Ok(())
 }

@@ -66,6 +66,11 @@ fn main() -> common::Result {
     let eof = sys::read(&conn, &mut buf)?;
 
     common::say("");
+    common::say("The server closes the connection (its side is in CLOSE_WAIT), then the listener:");
+    sys::close(conn)?;
+    sys::close(listener)?;
+
+    common::say("");
     common::say(&format!(
         "2 writes ({sent} bytes) came out as {reads} read(s); 1 write ({} bytes) as {pieces} \
          reads of at most 5. The kernel keeps no message boundaries in TCP.",
@@ -76,6 +81,5 @@ fn main() -> common::Result {
          07_shutdown_close."
     ));
     common::finish();
-    drop((conn, listener));
     Ok(())
 }

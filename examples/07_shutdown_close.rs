@@ -65,6 +65,13 @@ fn main() -> common::Result {
     let after_close = common::kernel_table(local, server)?;
 
     common::say("");
+    common::say(
+        "The server closes its listener too; the connection never needed it after accept():",
+    );
+    common::act_as(Role::Server);
+    sys::close(listener)?;
+
+    common::say("");
     common::say(&format!(
         "Client, the first to send FIN: {after_fin} right after shutdown(), {half_closed} \
          when it read the server's last words."
@@ -92,7 +99,6 @@ fn main() -> common::Result {
         names(&after_server_close, Role::Server),
     ));
     common::finish();
-    drop(listener);
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! Runs each example (examples/01_socket.rs ... 08_udp.rs) with `SOCKLAB_JSON=1` and checks
 //! what the KERNEL reported in its events: TCP states read with TCP_INFO (the `tcp_state`
-//! fields and `tcp_info` state events), the kernel's socket table (`sock_diag` state events),
-//! return values, and the addresses getsockname() returned. Never the examples' own text.
+//! fields, of the lab's probes and of the examples' own `getsockopt(TCP_INFO)` calls), the
+//! kernel's socket table (`sock_diag` state events), return values, and the addresses
+//! getsockname() returned. Never the examples' own text.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -93,10 +94,39 @@ fn run(name: &str) -> Vec<Event> {
     let stdout = out.join().expect("stdout reader");
     let stderr = err.join().expect("stderr reader");
     assert!(status.success(), "{name} failed ({status}): {stderr}");
-    stdout
+    let events: Vec<Event> = stdout
         .lines()
         .map(|l| Event::from_json(l).unwrap_or_else(|e| panic!("{name}: not an event ({e}): {l}")))
-        .collect()
+        .collect();
+    // The examples read TCP_INFO through the logged wrapper (a `getsockopt` event), never as an
+    // unlogged read shown as a state event.
+    let unlogged = looks(&events, "tcp_info");
+    assert!(unlogged.is_empty(), "{name}: {unlogged:#?}");
+    assert_closes_what_it_opens(name, &events);
+    events
+}
+
+/// Every socket the example opened (socket, accept4) it closes with a logged, successful
+/// close(), not by dropping the descriptor.
+fn assert_closes_what_it_opens(name: &str, events: &[Event]) {
+    let mut open = std::collections::BTreeSet::new();
+    for sc in events.iter().filter_map(Event::syscall) {
+        match sc.name.as_str() {
+            "socket" | "accept4" if sc.ret >= 0 => {
+                assert!(open.insert(sc.ret), "{name}: fd {} opened twice", sc.ret);
+            }
+            "close" => {
+                assert_eq!(sc.ret, 0, "{name}: {sc:?}");
+                let fd = sc.fd.map(i64::from);
+                assert!(
+                    fd.is_some_and(|fd| open.remove(&fd)),
+                    "{name}: closed a socket it did not open: {sc:?}"
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(open.is_empty(), "{name}: sockets never closed: {open:?}");
 }
 
 fn calls<'a>(events: &'a [Event], name: &str) -> Vec<&'a Syscall> {
@@ -117,7 +147,35 @@ fn calls_by<'a>(events: &'a [Event], role: Role, name: &str) -> Vec<&'a Syscall>
         .collect()
 }
 
-/// State events from `source` (`tcp_info` or `sock_diag`), with their side.
+/// True for the example's own `getsockopt(fd, SOL_TCP, TCP_INFO, ...)`.
+fn is_tcp_info(sc: &Syscall) -> bool {
+    sc.name == "getsockopt" && sc.args["optname"] == "TCP_INFO"
+}
+
+/// The states the example's own TCP_INFO reads returned, with their side. Each call's
+/// `tcp_state` is what that call returned, and it makes no other.
+fn tcp_info_looks(events: &[Event]) -> Vec<(Option<Role>, TcpState)> {
+    events
+        .iter()
+        .filter_map(|e| e.syscall().map(|sc| (e.role, sc)))
+        .filter(|(_, sc)| is_tcp_info(sc))
+        .map(|(role, sc)| {
+            assert_eq!(sc.ret, 0, "TCP_INFO failed: {sc:?}");
+            assert!(sc.probe.is_none(), "a look needs no probe: {sc:?}");
+            let state = sc
+                .tcp_state
+                .unwrap_or_else(|| panic!("TCP_INFO without a state: {sc:?}"));
+            assert_eq!(
+                sc.args["optval"].as_str(),
+                Some(format!("{{tcpi_state={state}, ...}}").as_str()),
+                "the state column is what the call returned"
+            );
+            (role, state)
+        })
+        .collect()
+}
+
+/// State events from `source` (`sock_diag`; `tcp_info` must not occur), with their side.
 fn looks<'a>(events: &'a [Event], source: &str) -> Vec<(Option<Role>, &'a StateChange)> {
     events
         .iter()
@@ -152,9 +210,8 @@ fn socket_has_no_address_and_is_close() {
     let name = only(calls(&ev, "getsockname"), "getsockname");
     assert_eq!(addr_of(name).to_string(), "0.0.0.0:0");
     assert_eq!(name.tcp_state, Some(TcpState::Close));
-    let look = looks(&ev, "tcp_info");
-    assert_eq!(look.len(), 1);
-    assert_eq!(look[0].1.to, TcpState::Close);
+    assert_eq!(tcp_info_looks(&ev), [(Some(Role::Server), TcpState::Close)]);
+    assert_eq!(only(calls(&ev, "close"), "close").ret, 0);
 }
 
 #[test]
@@ -176,6 +233,16 @@ fn listen_makes_a_listener_with_an_empty_queue() {
     assert_eq!(listen.tcp_state, Some(TcpState::Listen));
     let backlog = listen.args["backlog"].as_u64().expect("backlog arg") as u32;
     assert_eq!(listen.queue, Some(AcceptQueue { len: 0, backlog }));
+    // The example's own TCP_INFO read sees the same empty queue.
+    let look = only(
+        calls(&ev, "getsockopt")
+            .into_iter()
+            .filter(|s| is_tcp_info(s))
+            .collect(),
+        "TCP_INFO read",
+    );
+    assert_eq!(look.tcp_state, Some(TcpState::Listen));
+    assert_eq!(look.queue, Some(AcceptQueue { len: 0, backlog }));
 }
 
 #[test]
@@ -205,11 +272,21 @@ fn connect_goes_syn_sent_then_established_from_an_ephemeral_port() {
         .expect("poll on the client");
     assert_eq!(ready.ret, 1, "POLLOUT never came: {ready:?}");
     assert_eq!(ready.tcp_state, Some(TcpState::Established));
-    let so_error = only(calls_by(&ev, Role::Client, "getsockopt"), "getsockopt");
+    let so_error = only(
+        calls_by(&ev, Role::Client, "getsockopt")
+            .into_iter()
+            .filter(|s| s.args["optname"] == "SO_ERROR")
+            .collect(),
+        "getsockopt(SO_ERROR)",
+    );
     assert_eq!(so_error.args["optval"], "0");
 
-    let tcp_info: Vec<TcpState> = looks(&ev, "tcp_info").iter().map(|(_, s)| s.to).collect();
-    assert_eq!(tcp_info, [TcpState::SynSent, TcpState::Established]);
+    let client_looks: Vec<TcpState> = tcp_info_looks(&ev)
+        .into_iter()
+        .filter(|(r, _)| *r == Some(Role::Client))
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(client_looks, [TcpState::SynSent, TcpState::Established]);
 
     let name = calls_by(&ev, Role::Client, "getsockname");
     let name = name.iter().find(|c| c.fd == fd).expect("getsockname on it");
@@ -234,6 +311,18 @@ fn accept_returns_a_new_fd_and_empties_the_queue() {
         .map(|p| p.queue.expect("poll on the listener shows its queue").len)
         .collect();
     assert_eq!(queues, [1, 0], "accept queue before and after accept4");
+    // The example's own TCP_INFO reads on the listener, around accept4, say the same.
+    let listener_queues: Vec<u32> = calls_by(&ev, Role::Server, "getsockopt")
+        .iter()
+        .filter(|s| is_tcp_info(s) && s.fd == Some(listener as i32))
+        .map(|s| {
+            assert_eq!(s.tcp_state, Some(TcpState::Listen));
+            s.queue
+                .expect("TCP_INFO on the listener shows its queue")
+                .len
+        })
+        .collect();
+    assert_eq!(listener_queues, [1, 0], "TCP_INFO before and after accept4");
 }
 
 #[test]
@@ -286,10 +375,10 @@ fn shutdown_and_close_walk_the_closing_states() {
     assert_eq!(server_reads[0].ret, 0);
     assert_eq!(server_reads[0].tcp_state, Some(TcpState::CloseWait));
 
-    let client_states: Vec<TcpState> = looks(&ev, "tcp_info")
-        .iter()
+    let client_states: Vec<TcpState> = tcp_info_looks(&ev)
+        .into_iter()
         .filter(|(r, _)| *r == Some(Role::Client))
-        .map(|(_, s)| s.to)
+        .map(|(_, s)| s)
         .collect();
     assert!(
         client_states.contains(&TcpState::FinWait2),

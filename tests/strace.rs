@@ -14,10 +14,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use socklab::event::{Body, Event};
 use socklab::trace::{self, CallKey, StraceCall, Target, Traced};
 
-/// Examples that log every call they make on a socket. The others (03..07) still close
-/// sockets by dropping them and read TCP_INFO without an event: `make trace EXAMPLE=...`
-/// shows where. Add them here once they log everything.
-const EXAMPLES: &[&str] = &["01_socket", "02_bind", "08_udp"];
+/// The examples: each logs every call it makes on a socket (its own TCP_INFO reads and its
+/// close() calls included). `make trace EXAMPLE=...` shows one side by side.
+const EXAMPLES: &[&str] = &[
+    "01_socket",
+    "02_bind",
+    "03_listen",
+    "04_connect",
+    "05_accept",
+    "06_read_write",
+    "07_shutdown_close",
+    "08_udp",
+];
 
 fn strace_installed() -> bool {
     match Command::new("strace").arg("-V").output() {
@@ -95,6 +103,25 @@ fn probes(events: &[Event]) -> usize {
     events
         .iter()
         .filter(|e| e.syscall().is_some_and(|s| s.probe.is_some()))
+        .count()
+}
+
+/// The program's own TCP_INFO reads: logged `getsockopt(SOL_TCP, TCP_INFO)` events.
+fn own_tcp_info_reads(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter_map(Event::syscall)
+        .filter(|s| {
+            s.name == "getsockopt" && s.args.get("optname").is_some_and(|o| o == "TCP_INFO")
+        })
+        .count()
+}
+
+/// Looks shown as `state` events from `tcp_info`: a TCP_INFO read with no syscall event.
+fn unlogged_looks(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(&e.body, Body::State(s) if s.source == "tcp_info"))
         .count()
 }
 
@@ -198,6 +225,7 @@ fn examples_calls_are_the_calls_strace_saw() {
         .expect("target dir")
         .join("examples");
     let mut checked = 0;
+    let mut own_looks = 0;
     for name in EXAMPLES {
         let path = dir.join(name);
         if !path.is_file() {
@@ -211,15 +239,43 @@ fn examples_calls_are_the_calls_strace_saw() {
         );
         assert_eq!(trace::event_problems(&run.events), Vec::<String>::new());
         assert_same_calls(name, &run.events, &run.calls);
-        // TCP_INFO reads: one per `probe`, plus each look the example shows as a state event.
+        // The examples' own TCP_INFO reads are logged calls, not state events; so every
+        // TCP_INFO read strace saw is either a `probe` or one of those calls.
+        assert_eq!(unlogged_looks(&run.events), 0, "{name}");
+        let own = own_tcp_info_reads(&run.events);
+        assert_eq!(
+            tcp_info_lines(&run.calls),
+            probes(&run.events) + own,
+            "{name}: TCP_INFO reads strace saw vs probes + the example's own getsockopt calls"
+        );
         assert_eq!(
             tcp_info_lines(&run.calls),
             trace::lab_tcp_info_reads(&run.events),
             "{name}"
         );
+        // Every socket is closed with a logged close() (a dropped OwnedFd would be an extra
+        // close, and in debug builds an fcntl, that the comparison above rejects).
+        let opened = run
+            .events
+            .iter()
+            .filter_map(Event::syscall)
+            .filter(|s| matches!(s.name.as_str(), "socket" | "accept4") && s.ret >= 0)
+            .count();
+        let closed = run
+            .events
+            .iter()
+            .filter_map(Event::syscall)
+            .filter(|s| s.name == "close" && s.ret == 0)
+            .count();
+        assert_eq!(opened, closed, "{name}: sockets opened vs closed");
         let pairing = trace::pair(run.events, run.calls);
         assert!(pairing.clean(), "{name}: {:#?}", pairing.problems);
+        own_looks += own;
         checked += 1;
+    }
+    // Not vacuous: the examples that look at TCP state do so with logged calls.
+    if checked == EXAMPLES.len() {
+        assert!(own_looks > 0, "no example read TCP_INFO itself");
     }
     println!("checked {checked} examples under strace");
 }

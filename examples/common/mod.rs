@@ -1,5 +1,6 @@
 //! What every example shares: where the events go, the examples' own words, and two looks at
-//! the kernel (TCP_INFO on one of our sockets, sock_diag on the kernel's socket table).
+//! the kernel: TCP_INFO on one of our sockets (a logged `getsockopt` call, like every other
+//! call an example makes on a socket), and sock_diag on the kernel's socket table.
 //!
 //! Events go to stdout: aligned human lines, or JSON lines when `SOCKLAB_JSON=1` (then stdout
 //! carries only events and the examples' own sentences go to stderr, so that
@@ -10,12 +11,13 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 
-use socklab::event::{Body, Event, StateChange};
-use socklab::observe::{sock_diag, tcp_info};
+use socklab::event::{AcceptQueue, Body, Event, StateChange};
+use socklab::observe::sock_diag;
 use socklab::record::{self, Options, Sink};
 use socklab::render::{human, json::JsonLines};
+use socklab::sys;
 use socklab::{Role, TcpState};
 
 /// The error type of the examples' `main`: any failed call ends the example with its message.
@@ -65,24 +67,38 @@ pub fn loopback_any_port() -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
 }
 
-/// Asks the kernel for `fd`'s TCP state (getsockopt TCP_INFO) and shows it as a `state`
-/// event (source `tcp_info`). `from` is left unknown: this is a snapshot, not a transition.
+/// What one TCP_INFO read returned: the socket's state and, on a listener, its accept queue.
+pub struct Look {
+    pub state: TcpState,
+    pub queue: Option<AcceptQueue>,
+}
+
+/// Asks the kernel about `fd` with `getsockopt(fd, SOL_TCP, TCP_INFO, ...)`, through the logged
+/// wrapper: the call is an event like any other, and its state column is what this very call
+/// returned (the lab adds no probe after it).
+pub fn look_at(fd: &impl AsFd) -> Result<Look> {
+    let raw = sys::tcp_info(fd)?;
+    let state = TcpState::from_linux(raw.state)
+        .ok_or_else(|| format!("TCP_INFO reported an unknown state {}", raw.state))?;
+    // On a listener tcpi_unacked is the accept queue's length and tcpi_sacked its cap.
+    let queue = (state == TcpState::Listen).then_some(AcceptQueue {
+        len: raw.unacked,
+        backlog: raw.sacked,
+    });
+    Ok(Look { state, queue })
+}
+
+/// `fd`'s TCP state, read with one logged `getsockopt(TCP_INFO)` (see [`look_at`]).
 pub fn look(fd: &impl AsFd) -> Result<TcpState> {
-    let info = tcp_info::read(fd)?;
-    let known = record::fd_info(fd.as_fd().as_raw_fd());
-    let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string());
-    record::emit(record::event_now(
-        record::now_ns(),
-        Body::State(StateChange {
-            from: None,
-            to: info.state,
-            local: addr(known.as_ref().and_then(|k| k.local)),
-            remote: addr(known.as_ref().and_then(|k| k.remote)),
-            source: "tcp_info".to_string(),
-            sock: None,
-        }),
-    ));
-    Ok(info.state)
+    Ok(look_at(fd)?.state)
+}
+
+/// A listener's accept queue (waiting connections and cap), read with one logged
+/// `getsockopt(TCP_INFO)` (see [`look_at`]).
+pub fn accept_queue(fd: &impl AsFd) -> Result<AcceptQueue> {
+    look_at(fd)?
+        .queue
+        .ok_or_else(|| "TCP_INFO reports no accept queue: the socket is not listening".into())
 }
 
 /// Lists the kernel's TCP sockets of the connection between `client` and `server` (a
