@@ -1,7 +1,9 @@
 //! Rendering events: aligned human lines, or JSON lines for machines.
 
+pub mod diagram;
 pub mod human;
 pub mod json;
+pub mod svg;
 
 use std::io::{self, Write};
 
