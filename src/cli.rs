@@ -1,18 +1,19 @@
 //! The command line: parse, set up the recorder, call the library, turn errors into one line.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::client::{self, ClientConfig};
-use crate::demo::{self, DemoConfig};
+use crate::demo::{self, DemoConfig, View};
 use crate::error::Error;
-use crate::event::{Event, Role};
+use crate::event::Role;
+use crate::observe::session::ObserveOptions;
 use crate::record::{self, Options};
-use crate::render::human::{HumanLines, format_event};
+use crate::render::human::HumanLines;
 use crate::render::json::JsonLines;
-use crate::render::write_or_exit;
 use crate::servers::{self, DEFAULT_PORT, DEFAULT_READ_SIZE, ServerConfig};
 use crate::{notes, output};
 
@@ -55,6 +56,15 @@ enum Command {
     Watch(WatchArgs),
     /// Run the demo (or an example) under strace -f: each lab event beside strace's line.
     Trace(TraceArgs),
+    /// One sock_diag snapshot of TCP sockets (like `ss -tan`), with what each state means.
+    Ss(SsArgs),
+}
+
+#[derive(Debug, Args)]
+struct SsArgs {
+    /// Only sockets with this port at either end (repeat for more; default: all TCP).
+    #[arg(short = 'p', long = "port", value_name = "P")]
+    ports: Vec<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +109,36 @@ struct DemoArgs {
     /// The client's message.
     #[arg(short = 'm', long, default_value = "hello from socklab")]
     message: String,
+    /// Watch the kernel's TCP state machine: the tracepoint as root, else sock_diag polling
+    /// (on by default).
+    #[arg(long, overrides_with = "no_kernel")]
+    kernel: bool,
+    /// Do not watch kernel state changes.
+    #[arg(long)]
+    no_kernel: bool,
+    /// Capture the packets on loopback: needs root or CAP_NET_RAW, or --private-net (on by
+    /// default).
+    #[arg(long, overrides_with = "no_packets")]
+    packets: bool,
+    /// Do not capture packets.
+    #[arg(long)]
+    no_packets: bool,
+    /// Also write the captured packets to FILE (pcap; tcpdump -r and tshark -r read it).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Draw the timeline as a sequence diagram: client | wire | server.
+    #[arg(long)]
+    diagram: bool,
+    /// Write the sequence diagram as a standalone SVG picture.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+    /// Write the sequence diagram and the event table as a standalone HTML page.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Run in a private user and network namespace with its own loopback, where an ordinary
+    /// user may capture packets.
+    #[arg(long)]
+    private_net: bool,
 }
 
 #[derive(Debug, Args)]
@@ -174,34 +214,6 @@ fn install_sink(global: &Global, role: Option<Role>) {
     }
 }
 
-fn print_demo(events: &[Event], json: bool) {
-    let mut out = io::stdout().lock();
-    if json {
-        for ev in events {
-            let mut line = serde_json::to_vec(ev).expect("events serialize");
-            line.push(b'\n');
-            write_or_exit(&mut out, &line, false);
-        }
-    } else {
-        let head = format!(
-            "{}\n{}\n\n",
-            notes::text("demo.title", &[]),
-            notes::text("demo.legend", &[])
-        );
-        write_or_exit(&mut out, head.as_bytes(), false);
-        let t0 = events.first().map_or(0, |e| e.t);
-        for ev in events {
-            write_or_exit(
-                &mut out,
-                format!("{}\n", format_event(ev, t0)).as_bytes(),
-                false,
-            );
-        }
-    }
-    write_or_exit(&mut out, b"", true);
-    let _ = out.flush();
-}
-
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
     let lang = notes::set_lang(&pick_lang(cli.global.lang.as_deref()));
@@ -233,16 +245,43 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Demo(a) => {
             let exe = std::env::current_exe()
                 .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
-            let events = demo::run(
-                &exe,
-                &DemoConfig {
-                    port: a.port,
-                    message: a.message,
-                    lang,
-                    probe: !cli.global.no_probe,
+            if a.private_net {
+                crate::netns::enter_private_net()?;
+            }
+            let cfg = DemoConfig {
+                port: a.port,
+                message: a.message,
+                lang,
+                probe: !cli.global.no_probe,
+                observe: ObserveOptions {
+                    kernel: !a.no_kernel,
+                    packets: !a.no_packets,
+                    pcap: a.pcap,
                 },
-            )?;
-            print_demo(&events, cli.global.json);
+            };
+            let run = demo::run(&exe, &cfg)?;
+            let view = View {
+                json: cli.global.json,
+                diagram: a.diagram,
+                svg: a.svg,
+                html: a.html,
+                private_net: a.private_net,
+            };
+            demo::present(&run, &view)
+        }
+        Command::Ss(a) => {
+            let entries = crate::observe::sock_diag::tcp_sockets(&a.ports)
+                .map_err(|e| Error::Other(e.to_string()))?;
+            let mut text = String::new();
+            if cli.global.json {
+                for e in &entries {
+                    text.push_str(&serde_json::to_string(e).expect("entries serialize"));
+                    text.push('\n');
+                }
+            } else {
+                text = crate::render::ss::table(&entries);
+            }
+            crate::render::write_or_exit(&mut io::stdout().lock(), text.as_bytes(), true);
             Ok(())
         }
         Command::Watch(a) => {

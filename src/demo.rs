@@ -4,14 +4,21 @@
 //! client ...`), reads both event streams and merges them by their CLOCK_MONOTONIC times,
 //! which are comparable across processes.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::io::{BufRead, BufReader, IsTerminal, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::event::{self, Event};
+use crate::notes;
+use crate::observe::session::{ObserveOptions, Observers};
+use crate::render::diagram::{self, DiagramOptions};
+use crate::render::human::format_event;
+use crate::render::svg::{self, SvgOptions};
+use crate::render::write_or_exit;
+use crate::timeline;
 
 /// How long the whole exchange may take before the demo gives up and stops its children.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -27,6 +34,29 @@ pub struct DemoConfig {
     pub lang: String,
     /// Whether the children probe TCP_INFO after each call.
     pub probe: bool,
+    /// Kernel and packet observers to run beside the programs.
+    pub observe: ObserveOptions,
+}
+
+/// What one demo run saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoRun {
+    /// Every event, merged and ordered, kernel events on their lanes.
+    pub events: Vec<Event>,
+    /// The server's port.
+    pub port: u16,
+    /// One line per observer tier that could not run, and why.
+    pub notices: Vec<String>,
+}
+
+/// A port that is free now on 127.0.0.1 (the kernel picks it; it stays free unless another
+/// program takes it in the next moment). Observers need the port before the server starts.
+pub fn free_port() -> Result<u16, Error> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Other(format!("cannot find a free port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| Error::Other(format!("cannot find a free port: {e}")))
 }
 
 /// A child process that is killed and reaped if the demo ends early.
@@ -107,10 +137,41 @@ fn wait_until(child: &mut Child, deadline: Instant, who: &str) -> Result<(), Err
     }
 }
 
-/// Runs one exchange with `exe` as both programs; returns the merged events.
-pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<Vec<Event>, Error> {
+/// Runs one exchange with `exe` as both programs, with the observers `cfg` asks for; returns
+/// the merged timeline.
+pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
+    let observing = cfg.observe.kernel || cfg.observe.packets || cfg.observe.pcap.is_some();
+    // Observers filter on the port, so they need it before the server starts.
+    let port = if cfg.port == 0 && observing {
+        free_port()?
+    } else {
+        cfg.port
+    };
+    let observers = Observers::start(&[port], &cfg.observe);
+    let notices = observers
+        .notices()
+        .iter()
+        .filter_map(|e| e.note().map(|n| n.text.clone()))
+        .collect();
+    let (programs, port) = exchange(exe, cfg, port)?;
+    // Let the last ACK of the close sequence land before the observers stop.
+    thread::sleep(Duration::from_millis(20));
+    let mut events = event::merge([programs, observers.finish()]);
+    timeline::assign_lanes(&mut events, port);
+    timeline::sort(&mut events);
+    timeline::add_insight_notes(&mut events);
+    timeline::mark_unfinished(&mut events);
+    Ok(DemoRun {
+        events,
+        port,
+        notices,
+    })
+}
+
+/// The two programs' events, merged, and the port the server really got.
+fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16), Error> {
     let deadline = Instant::now() + DEADLINE;
-    let port = cfg.port.to_string();
+    let port = port.to_string();
     let mut server = spawn(
         exe,
         cfg,
@@ -177,5 +238,84 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<Vec<Event>, Error> {
     );
     client_status?;
     server_status?;
-    Ok(event::merge([server_events, client_events]))
+    let real_port = real_port.parse().unwrap_or(0);
+    Ok((event::merge([server_events, client_events]), real_port))
+}
+
+/// How to show a finished run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// JSON lines on stdout instead of text.
+    pub json: bool,
+    /// The sequence diagram instead of one line per event.
+    pub diagram: bool,
+    /// Also write an SVG picture here.
+    pub svg: Option<PathBuf>,
+    /// Also write an HTML page here.
+    pub html: Option<PathBuf>,
+    /// The run was in a private network namespace (said in the header).
+    pub private_net: bool,
+}
+
+/// Prints the run as `view` asks and writes the picture files.
+pub fn present(run: &DemoRun, view: &View) -> Result<(), Error> {
+    for line in &run.notices {
+        eprintln!("socklab: {line}");
+    }
+    let server_addr = Some(format!("127.0.0.1:{}", run.port));
+    if let Some(path) = &view.svg {
+        let opts = SvgOptions {
+            server_addr: server_addr.clone(),
+            title: Some(notes::text("demo.title", &[])),
+            ..SvgOptions::default()
+        };
+        write_file(path, &svg::svg(&run.events, &opts))?;
+    }
+    if let Some(path) = &view.html {
+        let opts = SvgOptions {
+            server_addr: server_addr.clone(),
+            title: Some(notes::text("demo.title", &[])),
+            ..SvgOptions::default()
+        };
+        write_file(path, &svg::html(&run.events, &opts))?;
+    }
+    let mut text = String::new();
+    if view.json {
+        for ev in &run.events {
+            text.push_str(&serde_json::to_string(ev).expect("events serialize"));
+            text.push('\n');
+        }
+    } else {
+        text.push_str(&notes::text("demo.title", &[]));
+        text.push('\n');
+        if view.private_net {
+            text.push_str(&notes::text("observe.private_net", &[]));
+            text.push('\n');
+        }
+        if view.diagram {
+            let opts = DiagramOptions {
+                server_addr,
+                color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                ..DiagramOptions::default()
+            };
+            text.push('\n');
+            text.push_str(&diagram::diagram(&run.events, &opts));
+        } else {
+            text.push_str(&notes::text("demo.legend", &[]));
+            text.push_str("\n\n");
+            let t0 = run.events.first().map_or(0, |e| e.t);
+            for ev in &run.events {
+                text.push_str(&format_event(ev, t0));
+                text.push('\n');
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    write_or_exit(&mut out, text.as_bytes(), true);
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text)
+        .map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))
 }

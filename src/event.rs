@@ -181,6 +181,42 @@ pub struct Note {
     pub text: String,
 }
 
+impl Note {
+    /// True for a note that stands for something that happened (what the program printed,
+    /// `app.*`; where a call began, `timeline.unfinished`) rather than an explanation: drawn
+    /// as a row of its own.
+    pub fn is_action(&self) -> bool {
+        self.key.starts_with("app.") || self.key == "timeline.unfinished"
+    }
+
+    /// How an action note reads on its lane: `prints: ...` for program output.
+    pub fn action_text(&self) -> String {
+        if self.key.starts_with("app.") {
+            format!("prints: {}", self.text)
+        } else {
+            self.text.clone()
+        }
+    }
+}
+
+impl StateChange {
+    /// `SYN_SENT -> ESTABLISHED`; `new child socket -> SYN_RECV` for a socket cloned from a
+    /// listener; `now TIME_WAIT` for a state seen in a snapshot (no transition known).
+    pub fn label(&self, arrow: &str) -> String {
+        match (self.from, self.sock.as_deref()) {
+            (Some(from), _) => format!("{from} {arrow} {}", self.to),
+            (None, Some("child")) => {
+                format!(
+                    "{} {arrow} {}",
+                    crate::notes::text("timeline.child", &[]),
+                    self.to
+                )
+            }
+            (None, _) => format!("now {}", self.to),
+        }
+    }
+}
+
 impl Event {
     /// The syscall, if this is a syscall event.
     pub fn syscall(&self) -> Option<&Syscall> {

@@ -18,6 +18,7 @@ pub mod client;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod netns;
 pub mod notes;
 pub mod observe;
 pub mod output;
@@ -26,6 +27,7 @@ pub mod render;
 pub mod servers;
 pub mod sys;
 pub mod tcp_state;
+pub mod timeline;
 pub mod trace;
 
 pub use error::Error;

@@ -241,6 +241,8 @@ pub struct FdInfo {
     pub accepted_from: Option<RawFd>,
     /// True after connect() was called on it.
     pub connected: bool,
+    /// The TCP state the lab last read for it.
+    pub last_state: Option<crate::tcp_state::TcpState>,
 }
 
 impl FdInfo {
@@ -254,6 +256,7 @@ impl FdInfo {
             bound: false,
             accepted_from: None,
             connected: false,
+            last_state: None,
         }
     }
 }

@@ -1019,7 +1019,8 @@ pub fn run(target: &Target, log: &Path) -> Result<Traced, Error> {
             if !probe {
                 cmd.arg("--no-probe");
             }
-            cmd.args(["demo", "-p", "0"]);
+            // The programs only: the demo's observers are the lab's own machinery.
+            cmd.args(["demo", "-p", "0", "--no-kernel", "--no-packets"]);
         }
         Target::Example(path) => {
             cmd.arg(path).env("SOCKLAB_JSON", "1");

@@ -5,6 +5,7 @@ use nix::errno::Errno;
 use crate::event::{Note, Syscall};
 use crate::observe::sysctl;
 use crate::record::{FdInfo, Transport};
+use crate::tcp_state::TcpState;
 
 use super::{has, note};
 
@@ -86,7 +87,13 @@ pub fn narrate_syscall(sc: &Syscall, before: Option<&FdInfo>, after: Option<&FdI
             if before.is_some_and(|i| i.listening) {
                 out.push(note("close.listener", &[]));
             } else if before.is_some_and(|i| i.remote.is_some()) {
-                out.push(note("close.conn", &[]));
+                let key = match before.and_then(|i| i.last_state) {
+                    Some(TcpState::CloseWait | TcpState::LastAck) => "close.passive",
+                    Some(TcpState::Close | TcpState::TimeWait) => "close.finished",
+                    Some(TcpState::FinWait1 | TcpState::FinWait2) => "close.after_shutdown",
+                    _ => "close.conn",
+                };
+                out.push(note(key, &[]));
             }
         }
         "getsockopt" if arg(sc, "optname") == "SO_ERROR" => {

@@ -9,6 +9,7 @@
 
 pub mod capture;
 pub mod poll_diag;
+pub mod session;
 pub mod sock_diag;
 pub mod sysctl;
 pub mod tcp_info;

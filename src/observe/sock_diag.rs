@@ -19,7 +19,7 @@ use crate::event::AcceptQueue;
 use crate::tcp_state::TcpState;
 
 /// One TCP socket in the kernel's table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SockEntry {
     /// Its state (request sockets read SYN_RECV, as in `ss`).
     pub state: TcpState,

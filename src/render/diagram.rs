@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 
 use crate::event::{Body, Event, Lane, Note, Packet, StateChange, Syscall};
-use crate::tcp_state::TcpState;
 
 use super::human::{call_text, result_text};
 
@@ -143,7 +142,7 @@ impl Ends {
 /// True for a note that reports what the program printed (`app.*`): a thing that happened,
 /// drawn as a row of its own even when notes are off.
 pub(crate) fn is_output(n: &Note) -> bool {
-    n.key.starts_with("app.")
+    n.is_action()
 }
 
 /// `SYN|ACK seq=0 ack=1`, `PSH|ACK seq=1 ack=1 len=18`: flags, relative seq/ack, payload.
@@ -168,8 +167,7 @@ pub(crate) fn is_rst(p: &Packet) -> bool {
 
 /// `SYN_SENT -> ESTABLISHED`, with the given arrow; `?` when the old state is unknown.
 pub(crate) fn state_label(st: &StateChange, arrow: &str) -> String {
-    let from = st.from.map_or("?", TcpState::name);
-    format!("{from} {arrow} {}", st.to)
+    st.label(arrow)
 }
 
 /// Milliseconds from `t0`, three decimals.
@@ -469,7 +467,7 @@ pub fn diagram(events: &[Event], opts: &DiagramOptions) -> String {
             }
             Body::Packet(p) => grid.packet_row(&t, p, ends.dir(p)),
             Body::Note(n) if is_output(n) => {
-                let text = printable(&format!("prints: {}", n.text));
+                let text = printable(&n.action_text());
                 grid.lane_row(&t, ev.lane, &text, lane_code(ev.lane))
             }
             Body::Note(n) if opts.notes => grid.note_rows(ev.lane, &n.text),
@@ -483,6 +481,8 @@ pub fn diagram(events: &[Event], opts: &DiagramOptions) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::BTreeMap;
+
+    use crate::tcp_state::TcpState;
 
     use serde_json::{Value, json};
 

@@ -27,6 +27,33 @@ pub fn call_text(sc: &Syscall) -> String {
     format!("{}({})", sc.name, args.join(", "))
 }
 
+/// The call before it returned: `connect(3, 127.0.0.1:1060)` without the data the call
+/// produced (what a read got is not known at its start).
+pub fn call_head(sc: &Syscall) -> String {
+    let args: Vec<String> = sc
+        .args
+        .iter()
+        .filter(|(k, _)| !is_output_arg(&sc.name, k))
+        .map(|(k, v)| match v {
+            Value::String(s) if k == "data" => format!("\"{s}\""),
+            Value::String(s) if s.is_empty() => "?".to_string(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect();
+    format!("{}({})", sc.name, args.join(", "))
+}
+
+/// True for an argument the kernel fills in (what a read got, the peer accept4 returned).
+fn is_output_arg(call: &str, arg: &str) -> bool {
+    match arg {
+        "data" => matches!(call, "read" | "recvfrom"),
+        "addr" => matches!(call, "accept4" | "recvfrom" | "getsockname" | "getpeername"),
+        "optval" => call == "getsockopt",
+        _ => false,
+    }
+}
+
 /// ` = 3`, or ` = -1 ECONNREFUSED`.
 pub fn result_text(sc: &Syscall) -> String {
     match &sc.errno {
@@ -64,13 +91,15 @@ fn duration_text(ns: u64) -> String {
 }
 
 fn change_text(sc: &StateChange) -> String {
-    let from = sc.from.map_or("?".to_string(), |s| s.name().to_string());
-    let ends = match (&sc.local, &sc.remote) {
+    format!("[kernel] {}{}  ({})", sc.label("->"), ends(sc), sc.source)
+}
+
+fn ends(sc: &StateChange) -> String {
+    match (&sc.local, &sc.remote) {
         (Some(l), Some(r)) => format!("  {l} <-> {r}"),
         (Some(l), None) => format!("  {l}"),
         _ => String::new(),
-    };
-    format!("[kernel] {from} -> {}{ends}  ({})", sc.to, sc.source)
+    }
 }
 
 fn packet_text(p: &Packet) -> String {
@@ -118,6 +147,7 @@ pub fn format_event(ev: &Event, t0: u64) -> String {
         Body::Note(n) if n.key.starts_with("app.") => {
             format!("{rel:>10.3}ms  {lane:<6}  prints: {}", n.text)
         }
+        Body::Note(n) if n.is_action() => format!("{rel:>10.3}ms  {lane:<6}  {}", n.text),
         Body::Note(n) => format!("{:>12}  {:<6}    \u{21b3} {}", "", "", n.text),
     }
 }

@@ -3,6 +3,7 @@
 pub mod diagram;
 pub mod human;
 pub mod json;
+pub mod ss;
 pub mod svg;
 
 use std::io::{self, Write};

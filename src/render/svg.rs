@@ -282,12 +282,12 @@ impl Canvas<'_> {
     fn state(&mut self, t: &str, lane: Lane, st: &StateChange) {
         const SIZE: f64 = 11.0;
         let text = state_label(st, "→");
-        let from = st.from.map_or("?", TcpState::name);
         let w = mono_w(&text, SIZE) + 20.0;
         let (x, y) = (self.lay.x(lane), self.y);
+        let lead = text.strip_suffix(st.to.name()).unwrap_or("");
         let inner = format!(
-            r#"<tspan fill-opacity="0.6">{} →</tspan> <tspan font-weight="bold">{}</tspan>"#,
-            esc(from),
+            r#"<tspan fill-opacity="0.6">{}</tspan><tspan font-weight="bold">{}</tspan>"#,
+            esc(lead),
             st.to
         );
         // "kernel" outside the pill, away from the wire
@@ -392,7 +392,7 @@ impl Canvas<'_> {
     fn output(&mut self, t: &str, lane: Lane, n: &Note) {
         const SIZE: f64 = 12.0;
         let max = ((self.lay.room(lane) - 16.0) / (SIZE * MONO_ADVANCE)) as usize;
-        let text = fit(&format!("prints: {}", n.text), max);
+        let text = fit(&n.action_text(), max);
         let w = mono_w(&text, SIZE) + 16.0;
         let (x, y) = (self.lay.x(lane), self.y);
         let paint = format!(
@@ -644,7 +644,7 @@ fn what_html(ev: &Event, ends: &Ends) -> String {
                 esc(&p.dst)
             )
         }
-        Body::Note(n) if is_output(n) => format!("prints: {}", esc(&n.text)),
+        Body::Note(n) if is_output(n) => esc(&n.action_text()),
         Body::Note(n) => esc(&n.text),
     }
 }

@@ -137,6 +137,37 @@ pub fn fork() -> Result<ForkResult, Errno> {
     unsafe { nix::unistd::fork() }
 }
 
+/// `ioctl(fd, SIOCGIFFLAGS)` then `ioctl(fd, SIOCSIFFLAGS)`: brings interface `name` up (two
+/// syscalls; nix has no interface-flag ioctls). Used for the loopback of a new network
+/// namespace, which starts down.
+pub fn set_interface_up(fd: BorrowedFd<'_>, name: &str) -> Result<(), Errno> {
+    // SAFETY: ifreq is plain old data; zeroes are valid.
+    let mut req: libc::ifreq = unsafe { zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(Errno::EINVAL);
+    }
+    for (dst, &b) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = b as libc::c_char;
+    }
+    // SAFETY: `req` is a valid ifreq that outlives both calls; SIOC[GS]IFFLAGS read and write
+    // only its name and flags.
+    unsafe {
+        Errno::result(libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SIOCGIFFLAGS,
+            &raw mut req,
+        ))?;
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        Errno::result(libc::ioctl(
+            fd.as_raw_fd(),
+            libc::SIOCSIFFLAGS,
+            &raw mut req,
+        ))?;
+    }
+    Ok(())
+}
+
 /// `setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &sock_fprog)`: attaches a classic BPF
 /// program (socket(7), Documentation/networking/filter.rst); one syscall, nix has no such
 /// option. The kernel copies and checks the program, so `prog` need not outlive the call.

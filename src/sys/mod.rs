@@ -58,6 +58,8 @@ struct Call {
     start: u64,
     /// Whether the lab may read TCP_INFO after the call.
     probe: bool,
+    /// TCP_INFO the call itself returned (the program's own look), if any.
+    known: Option<ffi::TcpInfoRaw>,
 }
 
 impl Call {
@@ -78,6 +80,7 @@ impl Call {
             Some(Call {
                 start: record::now_ns(),
                 probe,
+                known: None,
             })
         } else {
             None
@@ -104,22 +107,29 @@ impl Call {
             update(t);
             (before, fd.and_then(|fd| t.get(&fd).cloned()))
         });
-        let (mut tcp_state, mut queue, mut probe) = (None, None, None);
+        let mut probe = None;
+        let mut look = self.known;
         if let (Some(fd), Some(info)) = (fd, &info)
             && self.probe
             && info.transport == Transport::Tcp
             && record::probing()
         {
             probe = Some("getsockopt(TCP_INFO)".to_string());
-            if let Ok(ti) = ffi::tcp_info(fd) {
-                tcp_state = TcpState::from_linux(ti.state);
-                if tcp_state == Some(TcpState::Listen) {
-                    queue = Some(AcceptQueue {
-                        len: ti.unacked,
-                        backlog: ti.sacked,
-                    });
+            look = ffi::tcp_info(fd).ok();
+        }
+        let tcp_state = look.and_then(|ti| TcpState::from_linux(ti.state));
+        let queue = look
+            .filter(|_| tcp_state == Some(TcpState::Listen))
+            .map(|ti| AcceptQueue {
+                len: ti.unacked,
+                backlog: ti.sacked,
+            });
+        if let (Some(fd), Some(st)) = (fd, tcp_state) {
+            record::with_fds(|t| {
+                if let Some(i) = t.get_mut(&fd) {
+                    i.last_state = Some(st);
                 }
-            }
+            });
         }
         let body = Body::Syscall(Syscall {
             name: name.to_string(),
@@ -662,14 +672,16 @@ pub fn after_fork_in_child() {
     record::after_fork();
 }
 
-/// Marks where the lab itself reads TCP_INFO outside a wrapper (a deliberate look, logged as
-/// a `getsockopt` syscall event with `probe` set).
+/// `getsockopt(fd, SOL_TCP, TCP_INFO, ...)`: the program asks the kernel for the socket's
+/// TCP state and counters. The event's `tcp_state` is what this call returned (no extra
+/// probe).
 #[doc = man!("getsockopt")]
 pub fn tcp_info(fd: &impl AsFd) -> Result<ffi::TcpInfoRaw> {
     let raw_fd = raw(fd);
     let call = Call::begin_without_probe();
     let res = ffi::tcp_info(raw_fd);
-    if let Some(call) = call {
+    if let Some(mut call) = call {
+        call.known = res.ok();
         let state = res.ok().and_then(|i| TcpState::from_linux(i.state));
         call.end(
             "getsockopt",

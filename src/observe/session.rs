@@ -1,0 +1,198 @@
+//! All observers of one run, started together and degraded tier by tier.
+//!
+//! Kernel state changes: the tracepoint (root), else sock_diag polled every few ms. Packets:
+//! the AF_PACKET capture (root or CAP_NET_RAW, or a private network namespace), else none.
+//! Each tier that cannot start says why in one note; nothing here fails the run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::capture::Capture;
+use super::poll_diag::DiagPoller;
+use super::sock_diag;
+use super::tracepoint::TraceSession;
+use crate::event::{Body, Event, Lane, StateChange};
+use crate::notes;
+use crate::record::now_ns;
+use crate::tcp_state::TcpState;
+
+/// How often the fallback poller takes a sock_diag snapshot during a run.
+pub const FALLBACK_INTERVAL: Duration = Duration::from_millis(2);
+
+/// What to observe.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObserveOptions {
+    /// Kernel state changes (tracepoint, else sock_diag polling).
+    pub kernel: bool,
+    /// Packets on the loopback interface.
+    pub packets: bool,
+    /// Also write the packets to this pcap file.
+    pub pcap: Option<PathBuf>,
+}
+
+/// The observers of one run.
+pub struct Observers {
+    ports: Vec<u16>,
+    kernel: bool,
+    trace: Option<TraceSession>,
+    poller: Option<(Arc<AtomicBool>, JoinHandle<Vec<Event>>)>,
+    capture: Option<Capture>,
+    notices: Vec<Event>,
+}
+
+fn notice(key: &str, why: String) -> Event {
+    Event {
+        t: now_ns(),
+        pid: std::process::id(),
+        tid: 0,
+        role: None,
+        lane: Lane::Lab,
+        body: Body::Note(notes::note(key, &[("why", why)])),
+    }
+}
+
+fn start_poller(ports: &[u16]) -> Result<(Arc<AtomicBool>, JoinHandle<Vec<Event>>), String> {
+    let mut poller = DiagPoller::start(ports).map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let handle = std::thread::Builder::new()
+        .name("socklab-diag".into())
+        .spawn(move || {
+            let mut events = Vec::new();
+            // Bounded: it runs only while the exchange does, and at most 10 minutes.
+            let deadline = std::time::Instant::now() + Duration::from_secs(600);
+            while !flag.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+                if let Ok(evs) = poller.poll() {
+                    events.extend(evs);
+                }
+                std::thread::sleep(FALLBACK_INTERVAL);
+            }
+            if let Ok(evs) = poller.poll() {
+                events.extend(evs);
+            }
+            events
+        })
+        .map_err(|e| e.to_string())?;
+    Ok((stop, handle))
+}
+
+impl Observers {
+    /// Starts what `opts` asks for on `ports`, falling back where it must. The notes of
+    /// what fell back are in [`Observers::notices`].
+    pub fn start(ports: &[u16], opts: &ObserveOptions) -> Observers {
+        let mut obs = Observers {
+            ports: ports.to_vec(),
+            kernel: opts.kernel,
+            trace: None,
+            poller: None,
+            capture: None,
+            notices: Vec::new(),
+        };
+        if opts.kernel {
+            match TraceSession::start(ports) {
+                Ok(s) => obs.trace = Some(s),
+                Err(e) => {
+                    obs.notices
+                        .push(notice("observe.no_tracepoint", e.to_string()));
+                    match start_poller(ports) {
+                        Ok(p) => obs.poller = Some(p),
+                        Err(why) => obs.notices.push(notice("observe.no_tracepoint", why)),
+                    }
+                }
+            }
+        }
+        if opts.packets || opts.pcap.is_some() {
+            match Capture::start(ports, opts.pcap.as_deref()) {
+                Ok(c) => obs.capture = Some(c),
+                Err(e) => obs
+                    .notices
+                    .push(notice("observe.no_capture", e.to_string())),
+            }
+        }
+        obs
+    }
+
+    /// The notes about tiers that could not start (one each).
+    pub fn notices(&self) -> &[Event] {
+        &self.notices
+    }
+
+    /// True when the tracepoint runs.
+    pub fn has_tracepoint(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// True when packets are captured.
+    pub fn has_capture(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// Stops everything and returns what was seen, plus the TIME_WAIT sockets that only
+    /// sock_diag can show (the tracepoint never reports TIME_WAIT: the kernel swaps the
+    /// socket for a timewait socket and the original goes to CLOSE).
+    pub fn finish(mut self) -> Vec<Event> {
+        let mut events = std::mem::take(&mut self.notices);
+        if let Some(trace) = self.trace.take() {
+            match trace.stop() {
+                Ok(evs) => events.extend(evs),
+                Err(e) => events.push(notice("observe.no_tracepoint", e.to_string())),
+            }
+        }
+        if let Some((stop, handle)) = self.poller.take() {
+            stop.store(true, Ordering::Release);
+            if let Ok(evs) = handle.join() {
+                events.extend(evs);
+            }
+        }
+        if let Some(capture) = self.capture.take() {
+            match capture.stop() {
+                Ok(evs) => events.extend(evs),
+                Err(e) => events.push(notice("observe.no_capture", e.to_string())),
+            }
+        }
+        if self.kernel {
+            events.extend(time_wait_now(&self.ports));
+        }
+        events
+    }
+}
+
+impl Drop for Observers {
+    fn drop(&mut self) {
+        if let Some((stop, handle)) = self.poller.take() {
+            stop.store(true, Ordering::Release);
+            let _ = handle.join();
+        }
+        // TraceSession and Capture clean up in their own Drop.
+    }
+}
+
+/// One sock_diag look for sockets in TIME_WAIT on `ports`, as state events.
+pub fn time_wait_now(ports: &[u16]) -> Vec<Event> {
+    let t = now_ns();
+    let Ok(entries) = sock_diag::tcp_sockets(ports) else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter(|e| e.state == TcpState::TimeWait)
+        .map(|e| Event {
+            t,
+            pid: 0,
+            tid: 0,
+            role: None,
+            lane: Lane::Lab,
+            body: Body::State(StateChange {
+                from: None,
+                to: TcpState::TimeWait,
+                local: Some(e.local.to_string()),
+                remote: Some(e.remote.to_string()),
+                source: "sock_diag".into(),
+                sock: None,
+            }),
+        })
+        .collect()
+}

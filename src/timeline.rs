@@ -1,0 +1,180 @@
+//! One timeline from every source: lanes for the kernel's events, and the notes that only the
+//! merged view can give (the connection was ESTABLISHED before accept() returned it).
+
+use crate::event::{Body, Event, Lane, Role};
+use crate::notes;
+use crate::tcp_state::TcpState;
+
+fn port_of(addr: Option<&str>) -> Option<u16> {
+    addr?.rsplit(':').next()?.parse().ok()
+}
+
+/// Puts kernel state events on the client or server lane: a socket whose local port is the
+/// server's belongs to the server (the listener and its children), any other to the client.
+///
+/// The tracepoint reports a new child socket as `LISTEN -> SYN_RECV`, because the child is
+/// cloned from the listener with the listener's state; it is shown as a new socket instead
+/// (`from` empty, `sock` = "child"), so the listener does not seem to change.
+pub fn assign_lanes(events: &mut [Event], server_port: u16) {
+    for ev in events.iter_mut() {
+        let Body::State(st) = &mut ev.body else {
+            continue;
+        };
+        if ev.role.is_some() {
+            continue;
+        }
+        let local = port_of(st.local.as_deref());
+        let remote = port_of(st.remote.as_deref()).unwrap_or(0);
+        let role = if local == Some(server_port) {
+            Role::Server
+        } else if remote == server_port {
+            Role::Client
+        } else {
+            continue;
+        };
+        if role == Role::Server && remote != 0 && st.from == Some(TcpState::Listen) {
+            st.from = None;
+            st.sock = Some("child".into());
+        }
+        ev.role = Some(role);
+        ev.lane = role.lane();
+    }
+}
+
+/// Adds the note the merged view makes possible: the server's child socket reached
+/// ESTABLISHED before accept4 returned it.
+pub fn add_insight_notes(events: &mut Vec<Event>) {
+    let established = events.iter().find_map(|e| match &e.body {
+        Body::State(st) if e.lane == Lane::Server && st.to == TcpState::Established => Some(e.t),
+        _ => None,
+    });
+    let accepted = events
+        .iter()
+        .find(|e| {
+            e.syscall()
+                .is_some_and(|s| s.name == "accept4" && !s.failed())
+        })
+        .map(|e| e.t);
+    if let (Some(est), Some(acc)) = (established, accepted)
+        && est < acc
+    {
+        let pos = events
+            .iter()
+            .position(|e| e.t > est)
+            .unwrap_or(events.len());
+        let note = Event {
+            t: est,
+            pid: 0,
+            tid: 0,
+            role: Some(Role::Server),
+            lane: Lane::Server,
+            body: Body::Note(notes::note(
+                "timeline.established_before_accept",
+                &[("us", format!("{:.0}", (acc - est) as f64 / 1e3))],
+            )),
+        };
+        events.insert(pos, note);
+    }
+}
+
+/// Sorts by time; for equal times keeps the sources' own order.
+pub fn sort(events: &mut [Event]) {
+    events.sort_by_key(|e| e.t);
+}
+
+/// Marks where a syscall began when something else happened while it ran, as strace does
+/// with `<unfinished ...>`: a note at the call's start, on its lane. A syscall event is
+/// stamped when it returned, so without this a connect() would seem to start after the
+/// handshake it caused.
+pub fn mark_unfinished(events: &mut Vec<Event>) {
+    let mut marks = Vec::new();
+    for ev in events.iter() {
+        let Some(sc) = ev.syscall() else { continue };
+        let start = ev.t.saturating_sub(sc.dur_ns);
+        let overlapped = events.iter().any(|o| {
+            o.t > start
+                && o.t < ev.t
+                && !matches!(o.body, Body::Note(_))
+                && !(o.lane == ev.lane && o.pid == ev.pid && o.tid == ev.tid)
+        });
+        if overlapped {
+            marks.push(Event {
+                t: start,
+                pid: ev.pid,
+                tid: ev.tid,
+                role: ev.role,
+                lane: ev.lane,
+                body: Body::Note(notes::note(
+                    "timeline.unfinished",
+                    &[("call", crate::render::human::call_head(sc))],
+                )),
+            });
+        }
+    }
+    events.extend(marks);
+    sort(events);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::StateChange;
+
+    fn state(t: u64, from: Option<TcpState>, to: TcpState, local: &str, remote: &str) -> Event {
+        Event {
+            t,
+            pid: 0,
+            tid: 0,
+            role: None,
+            lane: Lane::Lab,
+            body: Body::State(StateChange {
+                from,
+                to,
+                local: Some(local.into()),
+                remote: Some(remote.into()),
+                source: "tracepoint".into(),
+                sock: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn lanes_follow_the_server_port_and_children_are_new() {
+        let mut evs = vec![
+            state(
+                1,
+                Some(TcpState::Close),
+                TcpState::Listen,
+                "127.0.0.1:1060",
+                "0.0.0.0:0",
+            ),
+            state(
+                2,
+                Some(TcpState::Close),
+                TcpState::SynSent,
+                "127.0.0.1:0",
+                "127.0.0.1:1060",
+            ),
+            state(
+                3,
+                Some(TcpState::Listen),
+                TcpState::SynRecv,
+                "127.0.0.1:1060",
+                "127.0.0.1:5000",
+            ),
+        ];
+        assign_lanes(&mut evs, 1060);
+        assert_eq!(evs[0].lane, Lane::Server);
+        assert_eq!(evs[1].lane, Lane::Client);
+        assert_eq!(evs[2].lane, Lane::Server);
+        let Body::State(child) = &evs[2].body else {
+            unreachable!()
+        };
+        assert_eq!(child.from, None);
+        assert_eq!(child.sock.as_deref(), Some("child"));
+        let Body::State(listener) = &evs[0].body else {
+            unreachable!()
+        };
+        assert_eq!(listener.from, Some(TcpState::Close));
+    }
+}
