@@ -58,6 +58,9 @@ enum Command {
     Trace(TraceArgs),
     /// One sock_diag snapshot of TCP sockets (like `ss -tan`), with what each state means.
     Ss(SsArgs),
+    /// Run a scenario: one socket behaviour reproduced on the real kernel, explained and
+    /// checked (exit 1 when the kernel did otherwise).
+    Scenario(ScenarioArgs),
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +112,17 @@ struct DemoArgs {
     /// The client's message.
     #[arg(short = 'm', long, default_value = "hello from socklab")]
     message: String,
+    #[command(flatten)]
+    show: ShowArgs,
+    /// Run in a private user and network namespace with its own loopback, where an ordinary
+    /// user may capture packets.
+    #[arg(long)]
+    private_net: bool,
+}
+
+/// Observer and output flags shared by `demo` and `scenario`.
+#[derive(Debug, Args)]
+struct ShowArgs {
     /// Watch the kernel's TCP state machine: the tracepoint as root, else sock_diag polling
     /// (on by default).
     #[arg(long, overrides_with = "no_kernel")]
@@ -135,10 +149,38 @@ struct DemoArgs {
     /// Write the sequence diagram and the event table as a standalone HTML page.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
-    /// Run in a private user and network namespace with its own loopback, where an ordinary
-    /// user may capture packets.
+}
+
+impl ShowArgs {
+    fn observe(&self) -> ObserveOptions {
+        ObserveOptions {
+            kernel: !self.no_kernel,
+            packets: !self.no_packets,
+            pcap: self.pcap.clone(),
+        }
+    }
+
+    fn view(&self, json: bool, private_net: bool) -> View {
+        View {
+            json,
+            diagram: self.diagram,
+            svg: self.svg.clone(),
+            html: self.html.clone(),
+            private_net,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ScenarioArgs {
+    /// The scenario to run (see --list).
+    #[arg(required_unless_present = "list")]
+    name: Option<String>,
+    /// List the scenarios, one line each.
     #[arg(long)]
-    private_net: bool,
+    list: bool,
+    #[command(flatten)]
+    show: ShowArgs,
 }
 
 #[derive(Debug, Args)]
@@ -214,6 +256,37 @@ fn install_sink(global: &Global, role: Option<Role>) {
     }
 }
 
+fn run_scenario(a: &ScenarioArgs, json: bool) -> Result<(), Error> {
+    use crate::scenarios;
+    if a.list {
+        let mut text = String::new();
+        for s in scenarios::ALL {
+            text.push_str(&format!("{:<20} {}\n", s.name, s.summary));
+        }
+        crate::render::write_or_exit(&mut io::stdout().lock(), text.as_bytes(), true);
+        return Ok(());
+    }
+    let name = a.name.as_deref().unwrap_or_default();
+    let s = scenarios::find(name).ok_or_else(|| {
+        let names: Vec<_> = scenarios::ALL.iter().map(|s| s.name).collect();
+        Error::Usage(format!(
+            "no scenario called '{name}'; try one of: {} (socklab scenario --list)",
+            names.join(", ")
+        ))
+    })?;
+    let outcome = scenarios::runner::run(s, &a.show.observe())?;
+    scenarios::runner::show(s, &outcome, &a.show.view(json, false))?;
+    if outcome.passed() {
+        Ok(())
+    } else {
+        Err(Error::Other(format!(
+            "{} {}",
+            notes::text("scenario.failed", &[("name", s.name.to_string())]),
+            outcome.failures().join("; ")
+        )))
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
     let lang = notes::set_lang(&pick_lang(cli.global.lang.as_deref()));
@@ -253,22 +326,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 message: a.message,
                 lang,
                 probe: !cli.global.no_probe,
-                observe: ObserveOptions {
-                    kernel: !a.no_kernel,
-                    packets: !a.no_packets,
-                    pcap: a.pcap,
-                },
+                observe: a.show.observe(),
             };
             let run = demo::run(&exe, &cfg)?;
-            let view = View {
-                json: cli.global.json,
-                diagram: a.diagram,
-                svg: a.svg,
-                html: a.html,
-                private_net: a.private_net,
-            };
-            demo::present(&run, &view)
+            demo::present(&run, &a.show.view(cli.global.json, a.private_net))
         }
+        Command::Scenario(a) => run_scenario(&a, cli.global.json),
         Command::Ss(a) => {
             let entries = crate::observe::sock_diag::tcp_sockets(&a.ports)
                 .map_err(|e| Error::Other(e.to_string()))?;

@@ -4,8 +4,8 @@
 //! client ...`), reads both event streams and merges them by their CLOCK_MONOTONIC times,
 //! which are comparable across processes.
 
-use std::io::{BufRead, BufReader, IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,10 +14,10 @@ use crate::error::Error;
 use crate::event::{self, Event};
 use crate::notes;
 use crate::observe::session::{ObserveOptions, Observers};
-use crate::render::diagram::{self, DiagramOptions};
-use crate::render::human::format_event;
-use crate::render::svg::{self, SvgOptions};
-use crate::render::write_or_exit;
+use crate::render;
+use crate::render::present::Shown;
+pub use crate::render::present::View;
+use crate::sys::ffi;
 use crate::timeline;
 
 /// How long the whole exchange may take before the demo gives up and stops its children.
@@ -113,9 +113,28 @@ fn stderr_of(child: &mut Child) -> String {
     s.trim().to_string()
 }
 
-/// Waits for `child` until `deadline`; kills it after.
+/// What a demo stopped by Ctrl-C (SIGINT) or SIGTERM returns, once its programs are stopped
+/// and its observers removed (the tracefs instance goes with the observers' Drop).
+fn interrupted() -> Error {
+    Error::Other("interrupted: the demo stopped its programs and observers".into())
+}
+
+/// `Err(interrupted())` once SIGINT or SIGTERM arrived.
+fn check_interrupt() -> Result<(), Error> {
+    if ffi::interrupted() {
+        Err(interrupted())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits for `child` until `deadline` or an interrupt; kills it after.
 fn wait_until(child: &mut Child, deadline: Instant, who: &str) -> Result<(), Error> {
     loop {
+        if ffi::interrupted() {
+            let _ = child.kill();
+            return Err(interrupted());
+        }
         match child.try_wait() {
             Ok(Some(status)) if status.success() => return Ok(()),
             Ok(Some(_)) => {
@@ -140,6 +159,10 @@ fn wait_until(child: &mut Child, deadline: Instant, who: &str) -> Result<(), Err
 /// Runs one exchange with `exe` as both programs, with the observers `cfg` asks for; returns
 /// the merged timeline.
 pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
+    // Without a handler, Ctrl-C would kill the demo where it stands: no Drop would run, and
+    // the tracefs instance and the children would outlive it. With it, the waits below notice
+    // the interrupt and return an error, and the Guards and the observers clean up.
+    ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
     let observing = cfg.observe.kernel || cfg.observe.packets || cfg.observe.pcap.is_some();
     // Observers filter on the port, so they need it before the server starts.
     let port = if cfg.port == 0 && observing {
@@ -153,12 +176,16 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
         .iter()
         .filter_map(|e| e.note().map(|n| n.text.clone()))
         .collect();
+    check_interrupt()?;
     let (programs, port) = exchange(exe, cfg, port)?;
     // Let the last ACK of the close sequence land before the observers stop.
     thread::sleep(Duration::from_millis(20));
-    let mut events = event::merge([programs, observers.finish()]);
+    let observed = observers.finish();
+    check_interrupt()?;
+    let mut events = event::merge([programs, observed]);
     timeline::assign_lanes(&mut events, port);
     timeline::sort(&mut events);
+    timeline::dedup_snapshots(&mut events);
     timeline::add_insight_notes(&mut events);
     timeline::mark_unfinished(&mut events);
     Ok(DemoRun {
@@ -192,6 +219,7 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
     // Wait for the server's getsockname (after listen) before starting the client.
     for line in lines.by_ref() {
         let line = line.map_err(|e| Error::Other(format!("reading the server: {e}")))?;
+        check_interrupt()?;
         let ev = parse(&line, "server")?;
         let addr = ev
             .syscall()
@@ -207,6 +235,7 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
     }
     let Some(addr) = listening else {
         let _ = server.0.wait();
+        check_interrupt()?;
         return Err(Error::Other(format!(
             "the demo's server could not start: {}",
             stderr_of(&mut server.0)
@@ -231,91 +260,33 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
     let server_status = wait_until(&mut server.0, deadline, "server");
     let client_events = client_reader
         .join()
-        .map_err(|_| Error::Other("client reader panicked".into()))??;
-    server_events.extend(
-        rest.join()
-            .map_err(|_| Error::Other("server reader panicked".into()))??,
-    );
+        .map_err(|_| Error::Other("client reader panicked".into()))?;
+    let server_rest = rest
+        .join()
+        .map_err(|_| Error::Other("server reader panicked".into()))?;
+    // An interrupted child may have left half a line: say why the run stopped instead.
+    check_interrupt()?;
     client_status?;
     server_status?;
+    let client_events = client_events?;
+    server_events.extend(server_rest?);
     let real_port = real_port.parse().unwrap_or(0);
     Ok((event::merge([server_events, client_events]), real_port))
 }
 
-/// How to show a finished run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct View {
-    /// JSON lines on stdout instead of text.
-    pub json: bool,
-    /// The sequence diagram instead of one line per event.
-    pub diagram: bool,
-    /// Also write an SVG picture here.
-    pub svg: Option<PathBuf>,
-    /// Also write an HTML page here.
-    pub html: Option<PathBuf>,
-    /// The run was in a private network namespace (said in the header).
-    pub private_net: bool,
-}
-
 /// Prints the run as `view` asks and writes the picture files.
 pub fn present(run: &DemoRun, view: &View) -> Result<(), Error> {
-    for line in &run.notices {
-        eprintln!("socklab: {line}");
+    let mut header = Vec::new();
+    if view.private_net {
+        header.push(notes::text("observe.private_net", &[]));
     }
-    let server_addr = Some(format!("127.0.0.1:{}", run.port));
-    if let Some(path) = &view.svg {
-        let opts = SvgOptions {
-            server_addr: server_addr.clone(),
-            title: Some(notes::text("demo.title", &[])),
-            ..SvgOptions::default()
-        };
-        write_file(path, &svg::svg(&run.events, &opts))?;
-    }
-    if let Some(path) = &view.html {
-        let opts = SvgOptions {
-            server_addr: server_addr.clone(),
-            title: Some(notes::text("demo.title", &[])),
-            ..SvgOptions::default()
-        };
-        write_file(path, &svg::html(&run.events, &opts))?;
-    }
-    let mut text = String::new();
-    if view.json {
-        for ev in &run.events {
-            text.push_str(&serde_json::to_string(ev).expect("events serialize"));
-            text.push('\n');
-        }
-    } else {
-        text.push_str(&notes::text("demo.title", &[]));
-        text.push('\n');
-        if view.private_net {
-            text.push_str(&notes::text("observe.private_net", &[]));
-            text.push('\n');
-        }
-        if view.diagram {
-            let opts = DiagramOptions {
-                server_addr,
-                color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-                ..DiagramOptions::default()
-            };
-            text.push('\n');
-            text.push_str(&diagram::diagram(&run.events, &opts));
-        } else {
-            text.push_str(&notes::text("demo.legend", &[]));
-            text.push_str("\n\n");
-            let t0 = run.events.first().map_or(0, |e| e.t);
-            for ev in &run.events {
-                text.push_str(&format_event(ev, t0));
-                text.push('\n');
-            }
-        }
-    }
-    let mut out = std::io::stdout().lock();
-    write_or_exit(&mut out, text.as_bytes(), true);
-    Ok(())
-}
-
-fn write_file(path: &Path, text: &str) -> Result<(), Error> {
-    std::fs::write(path, text)
-        .map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))
+    let shown = Shown {
+        title: notes::text("demo.title", &[]),
+        header,
+        events: &run.events,
+        server_addr: Some(format!("127.0.0.1:{}", run.port)),
+        notices: &run.notices,
+        footer: Vec::new(),
+    };
+    render::present::present(&shown, view)
 }

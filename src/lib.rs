@@ -24,6 +24,7 @@ pub mod observe;
 pub mod output;
 pub mod record;
 pub mod render;
+pub mod scenarios;
 pub mod servers;
 pub mod sys;
 pub mod tcp_state;

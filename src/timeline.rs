@@ -77,6 +77,18 @@ pub fn add_insight_notes(events: &mut Vec<Event>) {
     }
 }
 
+/// Drops a snapshot state event (`now STATE`, no known transition) that repeats the previous
+/// snapshot of the same socket: two looks at one TIME_WAIT socket are one fact.
+pub fn dedup_snapshots(events: &mut Vec<Event>) {
+    let mut seen = std::collections::HashSet::new();
+    events.retain(|e| match &e.body {
+        Body::State(st) if st.from.is_none() && st.sock.is_none() => {
+            seen.insert((st.local.clone(), st.remote.clone(), st.to))
+        }
+        Body::State(_) | Body::Syscall(_) | Body::Packet(_) | Body::Note(_) => true,
+    });
+}
+
 /// Sorts by time; for equal times keeps the sources' own order.
 pub fn sort(events: &mut [Event]) {
     events.sort_by_key(|e| e.t);

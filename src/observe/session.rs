@@ -154,7 +154,20 @@ impl Observers {
             }
         }
         if self.kernel {
-            events.extend(time_wait_now(&self.ports));
+            // The fallback poller may have seen the TIME_WAIT already: show each socket once.
+            let seen: Vec<(Option<String>, Option<String>)> = events
+                .iter()
+                .filter_map(|e| match &e.body {
+                    Body::State(s) if s.to == TcpState::TimeWait => {
+                        Some((s.local.clone(), s.remote.clone()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            events.extend(time_wait_now(&self.ports).into_iter().filter(|e| {
+                let Body::State(s) = &e.body else { return true };
+                !seen.contains(&(s.local.clone(), s.remote.clone()))
+            }));
         }
         events
     }

@@ -3,6 +3,7 @@
 pub mod diagram;
 pub mod human;
 pub mod json;
+pub mod present;
 pub mod ss;
 pub mod svg;
 

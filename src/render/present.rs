@@ -1,0 +1,111 @@
+//! Showing a finished run (the demo, a scenario): text or JSON on stdout, picture files.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::event::Event;
+use crate::notes;
+
+use super::diagram::{self, DiagramOptions};
+use super::human::format_event;
+use super::svg::{self, SvgOptions};
+use super::write_or_exit;
+
+/// How to show a finished run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// JSON lines on stdout instead of text.
+    pub json: bool,
+    /// The sequence diagram instead of one line per event.
+    pub diagram: bool,
+    /// Also write an SVG picture here.
+    pub svg: Option<PathBuf>,
+    /// Also write an HTML page here.
+    pub html: Option<PathBuf>,
+    /// The run was in a private network namespace (said in the header).
+    pub private_net: bool,
+}
+
+/// What to show.
+#[derive(Debug, Clone)]
+pub struct Shown<'a> {
+    /// The first line (and the pictures' title).
+    pub title: String,
+    /// Lines under the title.
+    pub header: Vec<String>,
+    /// The merged timeline.
+    pub events: &'a [Event],
+    /// The server's `ip:port`, to tell which way packets go.
+    pub server_addr: Option<String>,
+    /// Observer tiers that could not run (printed on stderr).
+    pub notices: &'a [String],
+    /// Lines after the timeline (text mode only).
+    pub footer: Vec<String>,
+}
+
+/// Prints `shown` as `view` asks and writes the picture files.
+pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
+    for line in shown.notices {
+        eprintln!("socklab: {line}");
+    }
+    if view.svg.is_some() || view.html.is_some() {
+        let opts = SvgOptions {
+            server_addr: shown.server_addr.clone(),
+            title: Some(shown.title.clone()),
+            ..SvgOptions::default()
+        };
+        if let Some(path) = &view.svg {
+            write_file(path, &svg::svg(shown.events, &opts))?;
+        }
+        if let Some(path) = &view.html {
+            write_file(path, &svg::html(shown.events, &opts))?;
+        }
+    }
+    let mut text = String::new();
+    if view.json {
+        for ev in shown.events {
+            text.push_str(&serde_json::to_string(ev).expect("events serialize"));
+            text.push('\n');
+        }
+    } else {
+        text.push_str(&shown.title);
+        text.push('\n');
+        for line in &shown.header {
+            text.push_str(line);
+            text.push('\n');
+        }
+        if view.diagram {
+            let opts = DiagramOptions {
+                server_addr: shown.server_addr.clone(),
+                color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                ..DiagramOptions::default()
+            };
+            text.push('\n');
+            text.push_str(&diagram::diagram(shown.events, &opts));
+        } else {
+            text.push_str(&notes::text("demo.legend", &[]));
+            text.push_str("\n\n");
+            let t0 = shown.events.first().map_or(0, |e| e.t);
+            for ev in shown.events {
+                text.push_str(&format_event(ev, t0));
+                text.push('\n');
+            }
+        }
+        for line in &shown.footer {
+            text.push('\n');
+            text.push_str(line);
+        }
+        if !shown.footer.is_empty() {
+            text.push('\n');
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    write_or_exit(&mut out, text.as_bytes(), true);
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text)
+        .map_err(|e| Error::Other(format!("cannot write {}: {e}", path.display())))
+}

@@ -1,0 +1,127 @@
+//! The scenario's workbench: the port in play, roles, and short-hands for the usual steps.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+
+use crate::error::Error;
+use crate::event::{Body, Lane, Role, StateChange};
+use crate::observe::sock_diag::{self, SockEntry};
+use crate::record;
+use crate::sys::{self, Domain, Flags, SockOpt, Type};
+
+/// Turns a failed wrapper call into the scenario's error.
+pub fn step<T>(res: Result<T, Errno>, call: &'static str) -> Result<T, Error> {
+    res.map_err(|e| Error::sys(call, "in the scenario", e))
+}
+
+/// What a scenario works with.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    /// The server's port (observers filter on it).
+    pub port: u16,
+    /// The loopback address in play (127.0.0.1 or ::1).
+    pub ip: IpAddr,
+}
+
+impl Lab {
+    /// A lab on `port` of the IPv4 or IPv6 loopback.
+    pub fn new(port: u16, ipv6: bool) -> Lab {
+        let ip = if ipv6 {
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        };
+        Lab { port, ip }
+    }
+
+    /// The server's address.
+    pub fn server_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+
+    /// The address family in play.
+    pub fn domain(&self) -> Domain {
+        match self.ip {
+            IpAddr::V4(_) => Domain::Inet,
+            IpAddr::V6(_) => Domain::Inet6,
+        }
+    }
+
+    /// From now on, this thread's calls are `role`'s.
+    pub fn act_as(&self, role: Role) {
+        record::set_thread_role(Some(role));
+    }
+
+    /// As the server: socket, (SO_REUSEADDR), bind, listen on the lab's port.
+    pub fn listener(&self, backlog: i32, reuse_addr: bool) -> Result<OwnedFd, Error> {
+        self.act_as(Role::Server);
+        let fd = step(
+            sys::socket(self.domain(), Type::Stream, Flags::SOCK_CLOEXEC),
+            "socket",
+        )?;
+        if reuse_addr {
+            step(sys::setsockopt(&fd, SockOpt::ReuseAddr(true)), "setsockopt")?;
+        }
+        step(sys::bind(&fd, self.server_addr()), "bind")?;
+        step(sys::listen(&fd, backlog), "listen")?;
+        Ok(fd)
+    }
+
+    /// As the client: a new TCP socket (not connected yet).
+    pub fn client_socket(&self) -> Result<OwnedFd, Error> {
+        self.act_as(Role::Client);
+        step(
+            sys::socket(self.domain(), Type::Stream, Flags::SOCK_CLOEXEC),
+            "socket",
+        )
+    }
+
+    /// As the client: socket and a blocking connect to the server.
+    pub fn connect(&self) -> Result<OwnedFd, Error> {
+        let fd = self.client_socket()?;
+        step(sys::connect(&fd, self.server_addr()), "connect")?;
+        Ok(fd)
+    }
+
+    /// Explains the next step, on the lab's lane, at this point of the timeline.
+    pub fn say(&self, key: &str, args: &[(&str, String)]) {
+        let role = record::current_role();
+        record::set_thread_role(None);
+        record::note(key, args);
+        record::set_thread_role(role);
+    }
+
+    /// Asks the kernel (sock_diag) for every TCP socket on the lab's port and puts each in
+    /// the timeline as a state event (`now STATE`, source sock_diag). Returns the entries.
+    pub fn look(&self) -> Result<Vec<SockEntry>, Error> {
+        let entries =
+            sock_diag::tcp_sockets(&[self.port]).map_err(|e| Error::Other(e.to_string()))?;
+        let t = record::now_ns();
+        for e in &entries {
+            let ev = crate::event::Event {
+                t,
+                pid: 0,
+                tid: 0,
+                role: None,
+                lane: Lane::Lab,
+                body: Body::State(StateChange {
+                    from: None,
+                    to: e.state,
+                    local: Some(e.local.to_string()),
+                    remote: Some(e.remote.to_string()),
+                    source: "sock_diag".into(),
+                    sock: None,
+                }),
+            };
+            record::emit(ev);
+        }
+        Ok(entries)
+    }
+
+    /// Waits `ms` milliseconds (for the kernel's timers; bounded by the caller).
+    pub fn pause(&self, ms: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}

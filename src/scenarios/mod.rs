@@ -1,0 +1,65 @@
+//! Scenarios: every TCP state and classic socket surprise, reproduced on the real kernel.
+//!
+//! A scenario is a small module: `run` drives the wrappers through the steps (as server and
+//! client threads of one process), and `expect` lists what the kernel must be seen doing,
+//! checked against the merged events (TCP_INFO and sock_diag always; tracepoint transitions
+//! and packets only where those observers ran). See [`runner`] for how one runs.
+
+pub mod expect;
+pub mod lab;
+pub mod runner;
+
+mod handshake;
+mod refused;
+
+use crate::error::Error;
+pub use expect::{Check, Expect, Status, Tier};
+pub use lab::Lab;
+
+/// One scenario.
+pub struct Scenario {
+    /// Its name on the command line (`time-wait`).
+    pub name: &'static str,
+    /// One line: what it shows.
+    pub summary: &'static str,
+    /// Which address family the server listens on.
+    pub ipv6: bool,
+    /// The steps.
+    pub run: fn(&mut Lab) -> Result<(), Error>,
+    /// What the kernel must be seen doing.
+    pub expect: fn() -> Vec<Expect>,
+}
+
+/// Every scenario, in teaching order.
+pub const ALL: &[&Scenario] = &[&handshake::SCENARIO, &refused::SCENARIO];
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    ALL.iter().copied().find(|s| s.name == name)
+}
+
+/// The catalogue key of a scenario's explanation.
+pub fn explain_key(name: &str) -> String {
+    format!("scenario.{name}.explain")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_explained() {
+        let mut names: Vec<_> = ALL.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        for s in ALL {
+            assert!(
+                crate::notes::has(&explain_key(s.name)),
+                "no explanation for {}",
+                s.name
+            );
+            assert!(!(s.expect)().is_empty(), "{} expects nothing", s.name);
+        }
+    }
+}
