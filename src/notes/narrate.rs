@@ -24,7 +24,13 @@ pub fn narrate_syscall(sc: &Syscall, before: Option<&FdInfo>, after: Option<&FdI
     let info = after.or(before);
     let tcp = info.is_some_and(|i| i.transport == Transport::Tcp);
     if let Some(errno) = &sc.errno {
-        let key = format!("errno.{errno}");
+        // Some errnos mean something else on UDP (ECONNREFUSED: an ICMP error, not an RST).
+        let udp_key = format!("errno.{errno}.udp");
+        let key = if info.is_some_and(|i| i.transport == Transport::Udp) && has(&udp_key) {
+            udp_key
+        } else {
+            format!("errno.{errno}")
+        };
         return if has(&key) {
             vec![note(&key, &[])]
         } else {

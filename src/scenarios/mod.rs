@@ -11,6 +11,10 @@ pub mod runner;
 
 mod handshake;
 mod refused;
+mod partial_read;
+mod ephemeral_port;
+mod udp;
+mod ipv6;
 
 use crate::error::Error;
 pub use expect::{Check, Expect, Status, Tier};
@@ -31,7 +35,14 @@ pub struct Scenario {
 }
 
 /// Every scenario, in teaching order.
-pub const ALL: &[&Scenario] = &[&handshake::SCENARIO, &refused::SCENARIO];
+pub const ALL: &[&Scenario] = &[
+    &handshake::SCENARIO,
+    &refused::SCENARIO,
+    &partial_read::SCENARIO,
+    &ephemeral_port::SCENARIO,
+    &udp::SCENARIO,
+    &ipv6::SCENARIO,
+];
 
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {

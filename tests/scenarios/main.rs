@@ -9,6 +9,10 @@ use socklab::tcp_state::TcpState;
 
 mod handshake;
 mod refused;
+mod partial_read;
+mod ephemeral_port;
+mod udp;
+mod ipv6;
 
 /// One run of a scenario: exit code and events (check notes included).
 pub struct Run {
@@ -72,7 +76,9 @@ impl Run {
         self.events
             .iter()
             .filter_map(|e| match &e.body {
-                Body::Packet(p) => p.flags.clone(),
+                // ICMP packets carry their type in `flags`; the capture keeps every ICMP
+                // packet on lo, other tests' too.
+                Body::Packet(p) if p.proto == "TCP" => p.flags.clone(),
                 _ => None,
             })
             .collect()

@@ -1,0 +1,184 @@
+//! `ipv6`: the handshake of `handshake`, over the IPv6 loopback `::1`: AF_INET6 sockets,
+//! addresses written `[::1]:port`, and the very same TCP states. TCP does not change with
+//! the IP version under it.
+
+use super::lab::step;
+use super::{Expect, Lab, Scenario, Tier};
+use crate::error::Error;
+use crate::event::{Body, Event, Lane, Role};
+use crate::sys::{self, Flags};
+use crate::tcp_state::TcpState::*;
+
+/// The scenario.
+pub const SCENARIO: Scenario = Scenario {
+    name: "ipv6",
+    summary: "the handshake over ::1: AF_INET6, addresses as [::1]:port, the same TCP states",
+    ipv6: true,
+    run,
+    expect,
+};
+
+fn run(lab: &mut Lab) -> Result<(), Error> {
+    let listener = lab.listener(1, false)?;
+    lab.say(
+        "scenario.ipv6.family",
+        &[("addr", lab.server_addr().to_string())],
+    );
+    let client = lab.connect()?;
+    step(sys::getsockname(&client), "getsockname")?;
+    lab.act_as(Role::Server);
+    let (conn, _) = step(sys::accept4(&listener, Flags::SOCK_CLOEXEC), "accept4")?;
+    lab.act_as(Role::Client);
+    step(sys::write(&client, b"ping"), "write")?;
+    lab.act_as(Role::Server);
+    let mut buf = [0u8; 64];
+    step(sys::read(&conn, &mut buf), "read")?;
+    step(sys::write(&conn, b"pong"), "write")?;
+    lab.act_as(Role::Client);
+    step(sys::read(&client, &mut buf), "read")?;
+    step(sys::close(client), "close")?;
+    lab.act_as(Role::Server);
+    step(sys::read(&conn, &mut buf), "read")?;
+    step(sys::close(conn), "close")?;
+    step(sys::close(listener), "close")?;
+    lab.look()?;
+    Ok(())
+}
+
+/// Every address an event names: syscall `local`/`remote` and `addr` argument, state-event
+/// ends, packet ends.
+fn addresses(events: &[Event]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in events {
+        match &e.body {
+            Body::Syscall(s) => {
+                out.extend(s.local.iter().chain(s.remote.iter()).cloned());
+                if let Some(a) = s.args.get("addr").and_then(|v| v.as_str())
+                    && !a.is_empty()
+                {
+                    out.push(a.to_string());
+                }
+            }
+            Body::State(st) => out.extend(st.local.iter().chain(st.remote.iter()).cloned()),
+            Body::Packet(p) => out.extend([p.src.clone(), p.dst.clone()]),
+            Body::Note(_) => {}
+        }
+    }
+    out
+}
+
+fn expect() -> Vec<Expect> {
+    use Lane::{Client, Server};
+    vec![
+        Expect::Custom {
+            what: "both sockets are AF_INET6",
+            tier: Tier::Always,
+            check: |events| {
+                let domains: Vec<&str> = events
+                    .iter()
+                    .filter_map(Event::syscall)
+                    .filter(|s| s.name == "socket")
+                    .filter_map(|s| s.args.get("domain").and_then(|v| v.as_str()))
+                    .collect();
+                if domains == ["AF_INET6", "AF_INET6"] {
+                    Ok(())
+                } else {
+                    Err(format!("socket domains {domains:?}"))
+                }
+            },
+        },
+        Expect::Custom {
+            what: "every address in the events is [::1]:port (or the listener's unspecified peer [::]:0)",
+            tier: Tier::Always,
+            check: |events| {
+                let all = addresses(events);
+                let bad: Vec<&String> = all
+                    .iter()
+                    .filter(|a| !a.starts_with("[::1]:") && a.as_str() != "[::]:0")
+                    .collect();
+                if all.is_empty() {
+                    Err("no addresses in the events".into())
+                } else if bad.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("not IPv6 loopback: {bad:?}"))
+                }
+            },
+        },
+        Expect::State {
+            lane: Server,
+            state: Listen,
+        },
+        Expect::State {
+            lane: Client,
+            state: Established,
+        },
+        Expect::State {
+            lane: Server,
+            state: Established,
+        },
+        Expect::State {
+            lane: Server,
+            state: CloseWait,
+        },
+        Expect::State {
+            lane: Client,
+            state: TimeWait,
+        },
+        Expect::Transition {
+            lane: Client,
+            from: Some(Close),
+            to: SynSent,
+        },
+        Expect::Transition {
+            lane: Client,
+            from: Some(SynSent),
+            to: Established,
+        },
+        Expect::Transition {
+            lane: Server,
+            from: None,
+            to: SynRecv,
+        },
+        Expect::Transition {
+            lane: Server,
+            from: Some(SynRecv),
+            to: Established,
+        },
+        Expect::Transition {
+            lane: Client,
+            from: Some(Established),
+            to: FinWait1,
+        },
+        Expect::Transition {
+            lane: Server,
+            from: Some(CloseWait),
+            to: LastAck,
+        },
+        Expect::Packet { flags: "SYN" },
+        Expect::Packet { flags: "SYN|ACK" },
+        Expect::Custom {
+            what: "the TCP segments on the wire are IPv6, between [::1] ports",
+            tier: Tier::Packets,
+            check: |events| {
+                // The capture keeps every ICMP packet on lo (other programs' too): look at
+                // the segments of the lab's port only.
+                let ends: Vec<(&str, &str)> = events
+                    .iter()
+                    .filter_map(|e| match &e.body {
+                        Body::Packet(p) if p.proto == "TCP" => {
+                            Some((p.src.as_str(), p.dst.as_str()))
+                        }
+                        Body::Packet(_) | Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
+                    })
+                    .collect();
+                let v6 = |a: &str| a.starts_with("[::1]:");
+                if !ends.is_empty() && ends.iter().all(|(s, d)| v6(s) && v6(d)) {
+                    Ok(())
+                } else {
+                    Err(format!("packets {ends:?}"))
+                }
+            },
+        },
+    ]
+}
