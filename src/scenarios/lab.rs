@@ -124,4 +124,24 @@ impl Lab {
     pub fn pause(&self, ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
+
+    /// Asks sock_diag every millisecond, for at most `timeout_ms`, until a socket on the
+    /// lab's port is in `state` (reached on the kernel's own timers: a delayed ACK, a
+    /// TIME_WAIT), then records one [`look`](Lab::look). Returns whether that look shows it.
+    pub fn look_until(
+        &self,
+        state: crate::tcp_state::TcpState,
+        timeout_ms: u64,
+    ) -> Result<bool, Error> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+        loop {
+            let entries =
+                sock_diag::tcp_sockets(&[self.port]).map_err(|e| Error::Other(e.to_string()))?;
+            if entries.iter().any(|e| e.state == state) || std::time::Instant::now() >= deadline {
+                break;
+            }
+            self.pause(1);
+        }
+        Ok(self.look()?.iter().any(|e| e.state == state))
+    }
 }

@@ -15,6 +15,9 @@ mod partial_read;
 mod ephemeral_port;
 mod udp;
 mod ipv6;
+mod half_close;
+mod time_wait;
+mod reset;
 
 use crate::error::Error;
 pub use expect::{Check, Expect, Status, Tier};
@@ -42,6 +45,9 @@ pub const ALL: &[&Scenario] = &[
     &ephemeral_port::SCENARIO,
     &udp::SCENARIO,
     &ipv6::SCENARIO,
+    &half_close::SCENARIO,
+    &time_wait::SCENARIO,
+    &reset::SCENARIO,
 ];
 
 /// The scenario called `name`.

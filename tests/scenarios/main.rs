@@ -13,6 +13,9 @@ mod partial_read;
 mod ephemeral_port;
 mod udp;
 mod ipv6;
+mod half_close;
+mod time_wait;
+mod reset;
 
 /// One run of a scenario: exit code and events (check notes included).
 pub struct Run {
