@@ -144,4 +144,37 @@ impl Lab {
         }
         Ok(self.look()?.iter().any(|e| e.state == state))
     }
+
+    /// As the client: socket, fcntl(O_NONBLOCK) and connect() to the server, which returns
+    /// at once. Returns the socket and connect()'s result (EINPROGRESS while the handshake
+    /// runs, or the failure): the caller decides which outcome is the lesson.
+    pub fn connect_nonblocking(&self) -> Result<(OwnedFd, Result<(), Errno>), Error> {
+        let fd = self.client_socket()?;
+        step(sys::set_nonblocking(&fd, true), "fcntl")?;
+        let res = sys::connect(&fd, self.server_addr());
+        Ok((fd, res))
+    }
+
+    /// Like [`look_until`](Lab::look_until), until at least `count` sockets on the lab's port
+    /// are in `state` (both ends of one connection in TIME_WAIT). Returns whether the one
+    /// recorded look shows that many.
+    pub fn look_until_count(
+        &self,
+        state: crate::tcp_state::TcpState,
+        count: usize,
+        timeout_ms: u64,
+    ) -> Result<bool, Error> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(timeout_ms);
+        let enough =
+            |entries: &[SockEntry]| entries.iter().filter(|e| e.state == state).count() >= count;
+        loop {
+            let entries =
+                sock_diag::tcp_sockets(&[self.port]).map_err(|e| Error::Other(e.to_string()))?;
+            if enough(&entries) || std::time::Instant::now() >= deadline {
+                break;
+            }
+            self.pause(1);
+        }
+        Ok(enough(&self.look()?))
+    }
 }

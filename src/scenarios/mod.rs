@@ -18,6 +18,9 @@ mod ipv6;
 mod half_close;
 mod time_wait;
 mod reset;
+mod backlog;
+mod nonblocking_connect;
+mod simultaneous_close;
 
 use crate::error::Error;
 pub use expect::{Check, Expect, Status, Tier};
@@ -48,6 +51,9 @@ pub const ALL: &[&Scenario] = &[
     &half_close::SCENARIO,
     &time_wait::SCENARIO,
     &reset::SCENARIO,
+    &backlog::SCENARIO,
+    &nonblocking_connect::SCENARIO,
+    &simultaneous_close::SCENARIO,
 ];
 
 /// The scenario called `name`.

@@ -544,6 +544,10 @@ pub enum SockOpt {
     Linger(Option<i32>),
     /// `TCP_NODELAY`: send small writes at once instead of waiting (Nagle's algorithm off).
     TcpNoDelay(bool),
+    /// `SO_RCVBUF`: the receive buffer in bytes (the kernel doubles it; it bounds the window).
+    RcvBuf(usize),
+    /// `SO_SNDBUF`: the send buffer in bytes (the kernel doubles it).
+    SndBuf(usize),
 }
 
 /// `setsockopt(fd, level, name, &value, len)`: sets one socket option.
@@ -555,6 +559,8 @@ pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
         SockOpt::ReuseAddr(on) => nsock::setsockopt(fd, sockopt::ReuseAddr, &on),
         SockOpt::ReusePort(on) => nsock::setsockopt(fd, sockopt::ReusePort, &on),
         SockOpt::TcpNoDelay(on) => nsock::setsockopt(fd, sockopt::TcpNoDelay, &on),
+        SockOpt::RcvBuf(n) => nsock::setsockopt(fd, sockopt::RcvBuf, &n),
+        SockOpt::SndBuf(n) => nsock::setsockopt(fd, sockopt::SndBuf, &n),
         SockOpt::Linger(secs) => {
             let l = libc::linger {
                 l_onoff: i32::from(secs.is_some()),
@@ -568,6 +574,8 @@ pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
             SockOpt::ReuseAddr(on) => ("SOL_SOCKET", "SO_REUSEADDR", Value::from(i32::from(on))),
             SockOpt::ReusePort(on) => ("SOL_SOCKET", "SO_REUSEPORT", Value::from(i32::from(on))),
             SockOpt::TcpNoDelay(on) => ("SOL_TCP", "TCP_NODELAY", Value::from(i32::from(on))),
+            SockOpt::RcvBuf(n) => ("SOL_SOCKET", "SO_RCVBUF", Value::from(n)),
+            SockOpt::SndBuf(n) => ("SOL_SOCKET", "SO_SNDBUF", Value::from(n)),
             SockOpt::Linger(secs) => (
                 "SOL_SOCKET",
                 "SO_LINGER",

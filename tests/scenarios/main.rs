@@ -16,6 +16,9 @@ mod ipv6;
 mod half_close;
 mod time_wait;
 mod reset;
+mod backlog;
+mod nonblocking_connect;
+mod simultaneous_close;
 
 /// One run of a scenario: exit code and events (check notes included).
 pub struct Run {
