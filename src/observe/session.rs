@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::capture::Capture;
 use super::poll_diag::DiagPoller;
-use super::sock_diag;
+use super::sock_diag::{self, SockEntry};
 use super::tracepoint::TraceSession;
 use crate::event::{Body, Event, Lane, StateChange};
 use crate::notes;
@@ -41,6 +41,9 @@ pub struct Observers {
     poller: Option<(Arc<AtomicBool>, JoinHandle<Vec<Event>>)>,
     capture: Option<Capture>,
     notices: Vec<Event>,
+    /// Cookies of the TIME_WAIT sockets on the ports before the run: older connections'
+    /// (a port is often reused within TIME_WAIT's 60 s), not shown as this run's.
+    time_wait_before: Vec<u64>,
 }
 
 fn notice(key: &str, why: String) -> Event {
@@ -90,8 +93,10 @@ impl Observers {
             poller: None,
             capture: None,
             notices: Vec::new(),
+            time_wait_before: Vec::new(),
         };
         if opts.kernel {
+            obs.time_wait_before = time_wait_sockets(ports).iter().map(|e| e.cookie).collect();
             match TraceSession::start(ports) {
                 Ok(s) => obs.trace = Some(s),
                 Err(e) => {
@@ -164,10 +169,17 @@ impl Observers {
                     _ => None,
                 })
                 .collect();
-            events.extend(time_wait_now(&self.ports).into_iter().filter(|e| {
-                let Body::State(s) = &e.body else { return true };
-                !seen.contains(&(s.local.clone(), s.remote.clone()))
-            }));
+            let t = now_ns();
+            events.extend(
+                time_wait_sockets(&self.ports)
+                    .into_iter()
+                    .filter(|e| !self.time_wait_before.contains(&e.cookie))
+                    .map(|e| time_wait_event(t, &e))
+                    .filter(|e| {
+                        let Body::State(s) = &e.body else { return true };
+                        !seen.contains(&(s.local.clone(), s.remote.clone()))
+                    }),
+            );
         }
         events
     }
@@ -186,26 +198,38 @@ impl Drop for Observers {
 /// One sock_diag look for sockets in TIME_WAIT on `ports`, as state events.
 pub fn time_wait_now(ports: &[u16]) -> Vec<Event> {
     let t = now_ns();
-    let Ok(entries) = sock_diag::tcp_sockets(ports) else {
-        return Vec::new();
-    };
-    entries
-        .into_iter()
-        .filter(|e| e.state == TcpState::TimeWait)
-        .map(|e| Event {
-            t,
-            pid: 0,
-            tid: 0,
-            role: None,
-            lane: Lane::Lab,
-            body: Body::State(StateChange {
-                from: None,
-                to: TcpState::TimeWait,
-                local: Some(e.local.to_string()),
-                remote: Some(e.remote.to_string()),
-                source: "sock_diag".into(),
-                sock: None,
-            }),
-        })
+    time_wait_sockets(ports)
+        .iter()
+        .map(|e| time_wait_event(t, e))
         .collect()
+}
+
+/// The sockets in TIME_WAIT on `ports` (none when sock_diag cannot be asked).
+fn time_wait_sockets(ports: &[u16]) -> Vec<SockEntry> {
+    sock_diag::tcp_sockets(ports)
+        .map(|entries| {
+            entries
+                .into_iter()
+                .filter(|e| e.state == TcpState::TimeWait)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn time_wait_event(t: u64, e: &SockEntry) -> Event {
+    Event {
+        t,
+        pid: 0,
+        tid: 0,
+        role: None,
+        lane: Lane::Lab,
+        body: Body::State(StateChange {
+            from: None,
+            to: TcpState::TimeWait,
+            local: Some(e.local.to_string()),
+            remote: Some(e.remote.to_string()),
+            source: "sock_diag".into(),
+            sock: None,
+        }),
+    }
 }
