@@ -49,15 +49,6 @@ pub struct DemoRun {
     pub notices: Vec<String>,
 }
 
-/// A port that is free now on 127.0.0.1 (the kernel picks it; it stays free unless another
-/// program takes it in the next moment). Observers need the port before the server starts.
-pub fn free_port() -> Result<u16, Error> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Other(format!("cannot find a free port: {e}")))?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|e| Error::Other(format!("cannot find a free port: {e}")))
-}
 
 /// A child process that is killed and reaped if the demo ends early.
 struct Guard(Child);
@@ -110,7 +101,9 @@ fn stderr_of(child: &mut Child) -> String {
     if let Some(mut err) = child.stderr.take() {
         let _ = err.read_to_string(&mut s);
     }
-    s.trim().to_string()
+    // The child's own one-line error, without its "socklab: " prefix.
+    let s = s.trim();
+    s.strip_prefix("socklab: ").unwrap_or(s).to_string()
 }
 
 /// What a demo stopped by Ctrl-C (SIGINT) or SIGTERM returns, once its programs are stopped
@@ -166,7 +159,7 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
     let observing = cfg.observe.kernel || cfg.observe.packets || cfg.observe.pcap.is_some();
     // Observers filter on the port, so they need it before the server starts.
     let port = if cfg.port == 0 && observing {
-        free_port()?
+        crate::ports::free_server_port(false).map_err(Error::Other)?
     } else {
         cfg.port
     };
@@ -212,15 +205,42 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
             "--reuseaddr",
         ],
     )?;
+    // One reader thread per child; the server's events come through a channel so that the
+    // wait for "listening" is bounded and interruptible.
     let out = server.0.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(out).lines();
+    let (tx, rx) = std::sync::mpsc::channel::<Result<Event, Error>>();
+    let rest = thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let ev = line
+                .map_err(|e| Error::Other(format!("reading the server: {e}")))
+                .and_then(|l| parse(&l, "server"));
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    });
     let mut server_events = Vec::new();
-    let mut listening = None;
     // Wait for the server's getsockname (after listen) before starting the client.
-    for line in lines.by_ref() {
-        let line = line.map_err(|e| Error::Other(format!("reading the server: {e}")))?;
+    let addr = loop {
         check_interrupt()?;
-        let ev = parse(&line, "server")?;
+        if Instant::now() >= deadline {
+            return Err(Error::Other(format!(
+                "the demo's server did not start listening within {}s",
+                DEADLINE.as_secs()
+            )));
+        }
+        let ev = match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(ev) => ev?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = server.0.wait();
+                check_interrupt()?;
+                return Err(Error::Other(format!(
+                    "the demo's server could not start: {}",
+                    stderr_of(&mut server.0)
+                )));
+            }
+        };
         let addr = ev
             .syscall()
             .filter(|s| s.name == "getsockname" && !s.failed())
@@ -228,27 +248,10 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
             .and_then(|a| a.as_str())
             .map(str::to_string);
         server_events.push(ev);
-        if addr.is_some() {
-            listening = addr;
-            break;
+        if let Some(addr) = addr {
+            break addr;
         }
-    }
-    let Some(addr) = listening else {
-        let _ = server.0.wait();
-        check_interrupt()?;
-        return Err(Error::Other(format!(
-            "the demo's server could not start: {}",
-            stderr_of(&mut server.0)
-        )));
     };
-    let rest = thread::spawn(move || -> Result<Vec<Event>, Error> {
-        let mut evs = Vec::new();
-        for line in lines {
-            let line = line.map_err(|e| Error::Other(format!("reading the server: {e}")))?;
-            evs.push(parse(&line, "server")?);
-        }
-        Ok(evs)
-    });
     let real_port = addr.rsplit(':').next().unwrap_or(&port).to_string();
     let mut client = spawn(
         exe,
@@ -261,9 +264,9 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
     let client_events = client_reader
         .join()
         .map_err(|_| Error::Other("client reader panicked".into()))?;
-    let server_rest = rest
-        .join()
+    rest.join()
         .map_err(|_| Error::Other("server reader panicked".into()))?;
+    let server_rest: Result<Vec<Event>, Error> = rx.into_iter().collect();
     // An interrupted child may have left half a line: say why the run stopped instead.
     check_interrupt()?;
     client_status?;

@@ -22,6 +22,7 @@ pub mod netns;
 pub mod notes;
 pub mod observe;
 pub mod output;
+pub mod ports;
 pub mod record;
 pub mod render;
 pub mod scenarios;

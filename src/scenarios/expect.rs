@@ -94,7 +94,7 @@ impl fmt::Display for Expect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expect::Errno { lane, call, errno } => {
-                write!(f, "{} {call}() fails with {errno}", lane_name(*lane))
+                write!(f, "{} {call}() returns -1 {errno}", lane_name(*lane))
             }
             Expect::State { lane, state } => {
                 write!(

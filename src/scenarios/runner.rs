@@ -1,6 +1,5 @@
 //! Running one scenario: observers around it, the steps, the checks.
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use super::{Check, Lab, Scenario, Status, explain_key};
@@ -8,7 +7,6 @@ use crate::error::Error;
 use crate::event::{self, Body, Event, Lane};
 use crate::notes;
 use crate::observe::session::{ObserveOptions, Observers};
-use crate::observe::sock_diag;
 use crate::record::{self, Collector, Options};
 use crate::render::present::{Shown, View, present};
 use crate::timeline;
@@ -52,25 +50,10 @@ impl Outcome {
 
 /// A port that no socket refers to: bind(0) alone may return the server port of an earlier
 /// run whose client still sits in TIME_WAIT (60 s), and the looks would show that socket.
-fn free_port(ipv6: bool) -> Result<u16, Error> {
-    let addr = if ipv6 { "[::1]:0" } else { "127.0.0.1:0" };
-    let mut port = 0;
-    for _ in 0..16 {
-        port = TcpListener::bind(addr)
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|e| Error::Other(format!("cannot find a free port on {addr}: {e}")))?;
-        if sock_diag::tcp_sockets(&[port]).is_ok_and(|s| s.is_empty()) {
-            break;
-        }
-    }
-    Ok(port)
-}
-
 /// Runs `s` with the observers `observe` asks for. The recorder is process-wide: run one
 /// scenario at a time.
 pub fn run(s: &Scenario, observe: &ObserveOptions) -> Result<Outcome, Error> {
-    let port = free_port(s.ipv6)?;
+    let port = crate::ports::free_server_port(s.ipv6).map_err(Error::Other)?;
     let collector = Collector::new();
     record::install(Box::new(collector.clone()), Options::default());
     let observers = Observers::start(&[port], observe);
