@@ -44,15 +44,15 @@ pub struct Scenario {
 pub const ALL: &[&Scenario] = &[
     &handshake::SCENARIO,
     &refused::SCENARIO,
-    &partial_read::SCENARIO,
     &ephemeral_port::SCENARIO,
-    &udp::SCENARIO,
-    &ipv6::SCENARIO,
+    &backlog::SCENARIO,
+    &partial_read::SCENARIO,
     &half_close::SCENARIO,
     &time_wait::SCENARIO,
     &reset::SCENARIO,
-    &backlog::SCENARIO,
     &nonblocking_connect::SCENARIO,
+    &udp::SCENARIO,
+    &ipv6::SCENARIO,
     &simultaneous_close::SCENARIO,
 ];
 
