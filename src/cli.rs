@@ -14,7 +14,9 @@ use crate::observe::session::ObserveOptions;
 use crate::record::{self, Options};
 use crate::render::human::HumanLines;
 use crate::render::json::JsonLines;
-use crate::servers::{self, DEFAULT_PORT, DEFAULT_READ_SIZE, ServerConfig};
+use crate::servers::{
+    self, DEFAULT_MAX_CONNS, DEFAULT_PORT, DEFAULT_READ_SIZE, Mode, Model, ServerConfig,
+};
 use crate::{notes, output};
 
 /// socklab: see what the operating system does for network IPC, one system call at a time.
@@ -45,7 +47,8 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the seed's server: accept, read one message, reply, close, repeat.
+    /// Run a server: the seed's by default (accept, read one message, reply, close, repeat);
+    /// --model and --mode choose others.
     Server(ServerArgs),
     /// Run the seed's client: connect, send one message, print the reply.
     Client(ClientArgs),
@@ -81,15 +84,39 @@ struct ServerArgs {
     /// Serve this many connections, then exit (default: until Ctrl-C).
     #[arg(long, value_name = "N")]
     count: Option<u64>,
-    /// Bytes asked for by the one read per connection (the seed's recv(1024)).
+    /// Bytes asked for by each read (the seed's recv(1024); reply mode reads once).
     #[arg(long, default_value_t = DEFAULT_READ_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     read_size: u32,
-    /// The listen() backlog (the seed uses 1).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(0..=4096))]
-    backlog: i32,
+    /// The listen() backlog (default: 1 for iterative, as the seed; 128 for the others).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=4096))]
+    backlog: Option<i32>,
     /// Set SO_REUSEADDR so a restart does not fail on old connections in TIME_WAIT.
     #[arg(long)]
     reuseaddr: bool,
+    /// How connections are served: iterative (one at a time, the seed), fork (a child process
+    /// each), thread (a thread each) or epoll (one thread, non-blocking sockets).
+    #[arg(long, default_value_t = Model::Iterative, value_name = "MODEL")]
+    model: Model,
+    /// What is done on a connection: reply (read one message, reply, close: the seed) or echo
+    /// (send back every byte until the client closes).
+    #[arg(long, default_value_t = Mode::Reply, value_name = "MODE")]
+    mode: Mode,
+    /// Most connections served at once by fork and thread; the others wait in the accept
+    /// queue.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_conns: u32,
+    /// Close a connection that makes no progress for SECS seconds (decimals allowed, e.g. 0.5;
+    /// default 0: never, as the seed).
+    #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_secs)]
+    idle_timeout: std::time::Duration,
+}
+
+/// `--idle-timeout`: a number of seconds, decimals allowed.
+fn parse_secs(s: &str) -> Result<std::time::Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .and_then(|v| std::time::Duration::try_from_secs_f64(v).ok())
+        .ok_or_else(|| format!("'{s}' is not a number of seconds (try 30 or 0.5)"))
 }
 
 #[derive(Debug, Args)]
@@ -298,10 +325,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 addr,
                 count: a.count,
                 read_size: a.read_size as usize,
-                backlog: a.backlog,
+                backlog: a.backlog.unwrap_or(a.model.default_backlog()),
                 reuse_addr: a.reuseaddr,
+                model: a.model,
+                mode: a.mode,
+                max_conns: a.max_conns as usize,
+                idle_timeout: (!a.idle_timeout.is_zero()).then_some(a.idle_timeout),
             };
-            let res = servers::iterative::run(&cfg);
+            let res = servers::run(&cfg);
             record::flush();
             res.map(|_| ())
         }

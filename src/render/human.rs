@@ -124,16 +124,22 @@ fn packet_text(p: &Packet) -> String {
 
 /// Formats one event as one line (no newline), with time relative to `t0`.
 pub fn format_event(ev: &Event, t0: u64) -> String {
+    format_event_tagged(ev, t0, "")
+}
+
+/// Like [`format_event`], with `tag` (e.g. `[pid 42] `) after the lane, as `strace -f` marks
+/// the lines of other processes and threads.
+pub fn format_event_tagged(ev: &Event, t0: u64, tag: &str) -> String {
     let rel = ev.t.saturating_sub(t0) as f64 / 1e6;
     let lane = lane_text(ev.lane);
     match &ev.body {
         Body::Syscall(sc) => {
             let mut line = format!(
-                "{rel:>10.3}ms  {lane:<6}  {:<w$} {:<18} {:>9}",
+                "{rel:>10.3}ms  {lane:<6}  {tag}{:<w$} {:<18} {:>9}",
                 call_text(sc),
                 result_text(sc),
                 duration_text(sc.dur_ns),
-                w = CALL_WIDTH
+                w = CALL_WIDTH.saturating_sub(tag.chars().count())
             );
             let state = state_text(sc);
             if !state.is_empty() {
@@ -142,21 +148,25 @@ pub fn format_event(ev: &Event, t0: u64) -> String {
             }
             line
         }
-        Body::State(st) => format!("{rel:>10.3}ms  {lane:<6}  {}", change_text(st)),
-        Body::Packet(p) => format!("{rel:>10.3}ms  {lane:<6}  {}", packet_text(p)),
+        Body::State(st) => format!("{rel:>10.3}ms  {lane:<6}  {tag}{}", change_text(st)),
+        Body::Packet(p) => format!("{rel:>10.3}ms  {lane:<6}  {tag}{}", packet_text(p)),
         Body::Note(n) if n.key.starts_with("app.") => {
-            format!("{rel:>10.3}ms  {lane:<6}  prints: {}", n.text)
+            format!("{rel:>10.3}ms  {lane:<6}  {tag}prints: {}", n.text)
         }
-        Body::Note(n) if n.is_action() => format!("{rel:>10.3}ms  {lane:<6}  {}", n.text),
+        Body::Note(n) if n.is_action() => format!("{rel:>10.3}ms  {lane:<6}  {tag}{}", n.text),
         Body::Note(n) => format!("{:>12}  {:<6}    \u{21b3} {}", "", "", n.text),
     }
 }
 
 /// A sink that prints aligned lines, times relative to the first event it sees.
+///
+/// Events of a process other than the first one seen (a forked child) are tagged
+/// `[pid N]`, and those of a thread other than a process's main thread `[tid N]`.
 pub struct HumanLines<W: Write + Send> {
     out: W,
     t0: Option<u64>,
     flush_each: bool,
+    first_pid: Option<u32>,
 }
 
 impl<W: Write + Send> HumanLines<W> {
@@ -166,6 +176,7 @@ impl<W: Write + Send> HumanLines<W> {
             out,
             t0: None,
             flush_each,
+            first_pid: None,
         }
     }
 
@@ -179,7 +190,15 @@ impl<W: Write + Send> HumanLines<W> {
 impl<W: Write + Send> Sink for HumanLines<W> {
     fn record(&mut self, event: &Event) {
         let t0 = *self.t0.get_or_insert(event.t);
-        let mut line = format_event(event, t0);
+        let first = *self.first_pid.get_or_insert(event.pid);
+        let tag = if event.pid != first {
+            format!("[pid {}] ", event.pid)
+        } else if event.tid != 0 && event.tid != event.pid {
+            format!("[tid {}] ", event.tid)
+        } else {
+            String::new()
+        };
+        let mut line = format_event_tagged(event, t0, &tag);
         line.push('\n');
         write_or_exit(&mut self.out, line.as_bytes(), self.flush_each);
     }

@@ -1,15 +1,35 @@
-//! Server programs built on the logged wrappers.
+//! Server programs built on the logged wrappers: four ways to serve many clients, each one
+//! file, all sharing what happens on one connection ([`conn`]).
 //!
-//! [`iterative`] is the seed's server: one process takes clients off the accept queue one at a
-//! time.
+//! - [`iterative`]: the seed's server; one process takes clients off the accept queue one at
+//!   a time.
+//! - [`fork`]: a child process per connection (fork(2)); the parent only accepts and reaps.
+//! - [`thread`]: a thread per connection, at most `max_conns` at once.
+//! - [`epoll`]: one thread, non-blocking sockets, epoll(7) says which are ready.
+//!
+//! Read first: accept(2), fork(2) and wait(2), pthreads(7), epoll(7); Stevens, UNIX Network
+//! Programming vol. 1, ch. 5 (fork and SIGCHLD) and ch. 30 (client/server design
+//! alternatives).
 
+pub mod conn;
+pub mod epoll;
+pub mod fork;
 pub mod iterative;
+pub mod thread;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::errno::Errno;
 
 use crate::error::Error;
+use crate::output::say;
 use crate::sys::{self, Domain, Flags, SockOpt, Type};
+
+pub use conn::Outcome;
 
 /// The seed's port.
 pub const DEFAULT_PORT: u16 = 1060;
@@ -17,23 +37,137 @@ pub const DEFAULT_PORT: u16 = 1060;
 /// The seed's `recv(1024)`.
 pub const DEFAULT_READ_SIZE: usize = 1024;
 
+/// The most connections the fork and thread models serve at once, unless told otherwise.
+pub const DEFAULT_MAX_CONNS: usize = 64;
+
+/// The listen() backlog of the concurrent models unless told otherwise (the seed's iterative
+/// server uses 1).
+pub const DEFAULT_CONCURRENT_BACKLOG: i32 = 128;
+
+/// How a server takes on many clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Model {
+    /// One connection at a time, in one process: the seed's server.
+    #[default]
+    Iterative,
+    /// A child process per connection; the parent accepts and reaps.
+    Fork,
+    /// A thread per connection, at most `max_conns` at once.
+    Thread,
+    /// One thread, non-blocking sockets and epoll_wait.
+    Epoll,
+}
+
+impl Model {
+    /// Every model, in the order the lab presents them.
+    pub const ALL: [Model; 4] = [Model::Iterative, Model::Fork, Model::Thread, Model::Epoll];
+
+    /// The name on the command line (`iterative`, `fork`, `thread`, `epoll`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Iterative => "iterative",
+            Model::Fork => "fork",
+            Model::Thread => "thread",
+            Model::Epoll => "epoll",
+        }
+    }
+
+    /// The listen() backlog when none is given: the seed's 1 for the iterative server (it
+    /// teaches the queue), [`DEFAULT_CONCURRENT_BACKLOG`] for the models built for many
+    /// clients.
+    pub fn default_backlog(self) -> i32 {
+        match self {
+            Model::Iterative => 1,
+            Model::Fork | Model::Thread | Model::Epoll => DEFAULT_CONCURRENT_BACKLOG,
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Model {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Model, String> {
+        Model::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("no model '{s}'; try iterative, fork, thread or epoll"))
+    }
+}
+
+/// What a server does with one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Read one message (one read), send one reply, close: the seed's exchange.
+    #[default]
+    Reply,
+    /// Send back every byte read, until the client closes its side; then close.
+    Echo,
+}
+
+impl Mode {
+    /// Every mode.
+    pub const ALL: [Mode; 2] = [Mode::Reply, Mode::Echo];
+
+    /// The name on the command line (`reply`, `echo`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Reply => "reply",
+            Mode::Echo => "echo",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Mode, String> {
+        Mode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("no mode '{s}'; try reply or echo"))
+    }
+}
+
 /// How a server is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Address to listen at.
     pub addr: SocketAddr,
-    /// Serve this many connections, then exit (`None`: until Ctrl-C).
+    /// Accept this many connections, serve them, then exit (`None`: until Ctrl-C).
     pub count: Option<u64>,
-    /// Bytes asked for by the one read per connection.
+    /// Bytes asked for by each read (reply mode makes one read per connection).
     pub read_size: usize,
     /// The listen() backlog (the seed uses 1).
     pub backlog: i32,
     /// Set SO_REUSEADDR before bind.
     pub reuse_addr: bool,
+    /// How connections are spread over processes and threads.
+    pub model: Model,
+    /// What is done on each connection.
+    pub mode: Mode,
+    /// The most connections served at once by the models with a worker per connection (fork,
+    /// thread); the others wait in the accept queue. Iterative serves one; epoll is bounded
+    /// by the descriptor limit only.
+    pub max_conns: usize,
+    /// Close a connection that makes no progress (no byte read or written) for this long
+    /// (`None`: wait for ever, as the seed does).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl ServerConfig {
-    /// The seed's settings at `addr`.
+    /// The seed's settings at `addr`: iterative, one reply per connection, backlog 1.
     pub fn seed(addr: SocketAddr) -> ServerConfig {
         ServerConfig {
             addr,
@@ -41,7 +175,53 @@ impl ServerConfig {
             read_size: DEFAULT_READ_SIZE,
             backlog: 1,
             reuse_addr: false,
+            model: Model::Iterative,
+            mode: Mode::Reply,
+            max_conns: DEFAULT_MAX_CONNS,
+            idle_timeout: None,
         }
+    }
+
+    /// True once `accepted` connections reach `count`.
+    fn enough(&self, accepted: u64) -> bool {
+        self.count.is_some_and(|n| accepted >= n)
+    }
+}
+
+/// What a server run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServeStats {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Connections served to the end: the reply sent (reply mode), or everything echoed until
+    /// the client's end of stream (echo mode).
+    pub answered: u64,
+    /// Connections closed by the idle timeout.
+    pub timed_out: u64,
+    /// Connections lost to an error (a reset, a vanished peer) or to Ctrl-C.
+    pub failed: u64,
+}
+
+impl ServeStats {
+    /// Counts one finished connection.
+    pub fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Answered => self.answered += 1,
+            Outcome::Empty => {}
+            Outcome::TimedOut => self.timed_out += 1,
+            Outcome::Failed(_) | Outcome::Interrupted => self.failed += 1,
+        }
+    }
+}
+
+/// Runs the server `cfg.model` describes, until `cfg.count` connections are served or
+/// SIGINT/SIGTERM arrives; Ctrl-C is a clean exit (`Ok`).
+pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
+    match cfg.model {
+        Model::Iterative => iterative::run(cfg),
+        Model::Fork => fork::run(cfg),
+        Model::Thread => thread::run(cfg),
+        Model::Epoll => epoll::run(cfg),
     }
 }
 
@@ -71,4 +251,59 @@ pub fn write_all(fd: &OwnedFd, mut buf: &[u8]) -> Result<(), nix::errno::Errno> 
         buf = &buf[n..];
     }
     Ok(())
+}
+
+/// What an accept loop does after accept4 failed.
+enum AcceptError {
+    /// Ctrl-C: stop accepting.
+    Interrupted,
+    /// This connection is lost, or a signal other than Ctrl-C came: try again.
+    Retry,
+    /// Out of descriptors or memory: wait until a connection closes, then try again.
+    Exhausted(Errno),
+    /// The listener itself is broken.
+    Fatal(Errno),
+}
+
+/// Sorts an accept4 error (accept(2), "Error handling"): a connection that was reset while
+/// queued costs only itself; EMFILE and friends leave it in the queue for later.
+fn classify_accept_error(e: Errno) -> AcceptError {
+    match e {
+        Errno::EINTR if crate::sys::ffi::interrupted() => AcceptError::Interrupted,
+        Errno::EINTR | Errno::EAGAIN | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM => {
+            AcceptError::Retry
+        }
+        Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => AcceptError::Exhausted(e),
+        _ => AcceptError::Fatal(e),
+    }
+}
+
+/// Says, once per episode, that the server stopped accepting, and why.
+#[derive(Debug, Default)]
+struct FullNotice {
+    shown: bool,
+}
+
+impl FullNotice {
+    /// All `max` workers are busy.
+    fn workers(&mut self, max: usize, backlog: i32) {
+        if !std::mem::replace(&mut self.shown, true) {
+            say(
+                "app.full",
+                &[("max", max.to_string()), ("backlog", backlog.to_string())],
+            );
+        }
+    }
+
+    /// accept4 failed for want of descriptors or memory.
+    fn exhausted(&mut self, e: Errno) {
+        if !std::mem::replace(&mut self.shown, true) {
+            say("app.exhausted", &[("errno", sys::names::errno(e))]);
+        }
+    }
+
+    /// Accepting again.
+    fn clear(&mut self) {
+        self.shown = false;
+    }
 }

@@ -127,6 +127,29 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+static CHILD_EXITED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_child_exit(_: libc::c_int) {
+    CHILD_EXITED.store(true, Ordering::SeqCst);
+}
+
+/// Installs a SIGCHLD handler *without* SA_RESTART (and with SA_NOCLDSTOP), so a parent
+/// blocked in `accept4` returns EINTR when a child ends and can reap it at once.
+pub fn catch_child_exits() -> Result<(), Errno> {
+    let action = SigAction::new(
+        SigHandler::Handler(on_child_exit),
+        SaFlags::SA_NOCLDSTOP,
+        SigSet::empty(),
+    );
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { sigaction(Signal::SIGCHLD, &action) }.map(drop)
+}
+
+/// True if SIGCHLD arrived since the last call (after [`catch_child_exits`]); clears the flag.
+pub fn take_child_exited() -> bool {
+    CHILD_EXITED.swap(false, Ordering::SeqCst)
+}
+
 /// `fork()`: one syscall (glibc makes it `clone`).
 ///
 /// The child must only run socklab code paths that are safe after fork in a process that may

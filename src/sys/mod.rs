@@ -11,12 +11,14 @@ pub mod names;
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollTimeout};
 use nix::sys::socket::{
     self as nsock, AddressFamily, Backlog, MsgFlags, SockType, SockaddrStorage, sockopt,
 };
+use nix::sys::time::TimeVal;
 use serde_json::{Map, Value};
 
 use crate::event::{AcceptQueue, Body, Syscall};
@@ -25,9 +27,13 @@ use crate::record::{self, FdInfo, FdTable, Transport};
 use crate::tcp_state::TcpState;
 
 pub use nix::poll::PollFlags;
+pub use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+pub use nix::sys::signal::Signal;
 pub use nix::sys::socket::{
     AddressFamily as Domain, MsgFlags as Msg, Shutdown as How, SockFlag as Flags, SockType as Type,
 };
+pub use nix::sys::wait::WaitStatus;
+pub use nix::unistd::{ForkResult, Pid};
 
 /// The result of a wrapped syscall: the value, or the errno the kernel returned.
 pub type Result<T> = std::result::Result<T, Errno>;
@@ -548,6 +554,18 @@ pub enum SockOpt {
     RcvBuf(usize),
     /// `SO_SNDBUF`: the send buffer in bytes (the kernel doubles it).
     SndBuf(usize),
+    /// `SO_RCVTIMEO`: a blocking read (or accept) waiting longer than this fails with EAGAIN;
+    /// `None` waits for ever.
+    RcvTimeout(Option<Duration>),
+    /// `SO_SNDTIMEO`: a blocking write waiting longer than this for buffer space returns what it
+    /// wrote so far, or fails with EAGAIN; `None` waits for ever.
+    SndTimeout(Option<Duration>),
+}
+
+/// A timeout as the `struct timeval` SO_RCVTIMEO and SO_SNDTIMEO take (zero: no timeout).
+fn timeval(t: Option<Duration>) -> TimeVal {
+    let t = t.unwrap_or_default();
+    TimeVal::new(t.as_secs() as _, t.subsec_micros() as _)
 }
 
 /// `setsockopt(fd, level, name, &value, len)`: sets one socket option.
@@ -561,6 +579,8 @@ pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
         SockOpt::TcpNoDelay(on) => nsock::setsockopt(fd, sockopt::TcpNoDelay, &on),
         SockOpt::RcvBuf(n) => nsock::setsockopt(fd, sockopt::RcvBuf, &n),
         SockOpt::SndBuf(n) => nsock::setsockopt(fd, sockopt::SndBuf, &n),
+        SockOpt::RcvTimeout(t) => nsock::setsockopt(fd, sockopt::ReceiveTimeout, &timeval(t)),
+        SockOpt::SndTimeout(t) => nsock::setsockopt(fd, sockopt::SendTimeout, &timeval(t)),
         SockOpt::Linger(secs) => {
             let l = libc::linger {
                 l_onoff: i32::from(secs.is_some()),
@@ -574,6 +594,8 @@ pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
             SockOpt::ReuseAddr(on) => ("SOL_SOCKET", "SO_REUSEADDR", Value::from(i32::from(on))),
             SockOpt::ReusePort(on) => ("SOL_SOCKET", "SO_REUSEPORT", Value::from(i32::from(on))),
             SockOpt::TcpNoDelay(on) => ("SOL_TCP", "TCP_NODELAY", Value::from(i32::from(on))),
+            SockOpt::RcvTimeout(t) => ("SOL_SOCKET", "SO_RCVTIMEO", timeval_text(t)),
+            SockOpt::SndTimeout(t) => ("SOL_SOCKET", "SO_SNDTIMEO", timeval_text(t)),
             SockOpt::RcvBuf(n) => ("SOL_SOCKET", "SO_RCVBUF", Value::from(n)),
             SockOpt::SndBuf(n) => ("SOL_SOCKET", "SO_SNDBUF", Value::from(n)),
             SockOpt::Linger(secs) => (
@@ -591,6 +613,16 @@ pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
         call.end("setsockopt", Some(raw_fd), unit(&res), a, |_| {});
     }
     res
+}
+
+/// `{tv_sec=1, tv_usec=500000}`, as strace prints a timeval.
+fn timeval_text(t: Option<Duration>) -> Value {
+    let tv = timeval(t);
+    Value::from(format!(
+        "{{tv_sec={}, tv_usec={}}}",
+        tv.tv_sec(),
+        tv.tv_usec()
+    ))
 }
 
 /// `getsockopt(fd, SOL_SOCKET, SO_ERROR, ...)`: the pending error of a socket (how a
@@ -669,6 +701,184 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> Result<usize> {
             first,
             size(&res),
             args! {"fds" => format!("[{}]", list.join(", ")), "nfds" => fds.len(), "timeout" => timeout_ms},
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `fork()`, which the kernel sees as `clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|
+/// CLONE_CHILD_SETTID|SIGCHLD, ...)` (glibc's fork makes that syscall): a second process with
+/// a copy of every descriptor, so each socket now has two references.
+///
+/// Returns `Parent { child }` in the parent and `Child` in the child. The event is recorded in
+/// the parent, with the child's pid as the result, as strace shows it. In the child this
+/// wrapper also resets the lab's cached pid and tid ([`after_fork_in_child`]), so the child's
+/// events carry its own pid. Call only while the process has a single thread (see
+/// [`ffi::fork`]).
+#[doc = man!("fork")]
+pub fn fork() -> Result<ForkResult> {
+    let call = Call::begin_without_probe();
+    let res = ffi::fork();
+    match (res, call) {
+        (Ok(ForkResult::Child), _) => after_fork_in_child(),
+        (res, Some(call)) => call.end(
+            "clone",
+            None,
+            res.map(|r| match r {
+                ForkResult::Parent { child } => i64::from(child.as_raw()),
+                ForkResult::Child => 0,
+            }),
+            args! {
+                "child_stack" => "NULL",
+                "flags" => "CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD",
+            },
+            |_| {},
+        ),
+        (_, None) => {}
+    }
+    res
+}
+
+/// `waitpid(pid, &status, options)`, which the kernel sees as `wait4(pid, &status, options,
+/// NULL)`: collects a child that has ended, so it stops being a zombie. `pid` `None` means any
+/// child (-1). With `nohang` (WNOHANG) it returns at once: [`WaitStatus::StillAlive`] when
+/// children exist but none has ended.
+#[doc = man!("waitpid")]
+pub fn waitpid(pid: Option<Pid>, nohang: bool) -> Result<WaitStatus> {
+    use nix::sys::wait::WaitPidFlag;
+    let call = Call::begin_without_probe();
+    let res = nix::sys::wait::waitpid(pid, nohang.then_some(WaitPidFlag::WNOHANG));
+    if let Some(call) = call {
+        call.end(
+            "wait4",
+            None,
+            res.map(|st| st.pid().map_or(0, |p| i64::from(p.as_raw()))),
+            args! {
+                "pid" => pid.map_or(-1, Pid::as_raw),
+                "status" => res.map(|st| names::wait_status(&st)).unwrap_or_default(),
+                "options" => if nohang { "WNOHANG" } else { "0" },
+                "rusage" => "NULL",
+            },
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `kill(pid, sig)`: sends a signal to a process (here: a server asks its children to finish).
+#[doc = man!("kill")]
+pub fn kill(pid: Pid, sig: Signal) -> Result<()> {
+    let call = Call::begin_without_probe();
+    let res = nix::sys::signal::kill(pid, sig);
+    if let Some(call) = call {
+        call.end(
+            "kill",
+            None,
+            unit(&res),
+            args! {"pid" => pid.as_raw(), "sig" => sig.as_str()},
+            |_| {},
+        );
+    }
+    res
+}
+
+/// `epoll_create1(flags)`: a new epoll instance, a descriptor holding an interest list (what
+/// to watch) and a ready list (what the kernel found ready).
+#[doc = man!("epoll_create1")]
+pub fn epoll_create1(flags: EpollCreateFlags) -> Result<Epoll> {
+    let call = Call::begin_without_probe();
+    let res = Epoll::new(flags);
+    if let Some(call) = call {
+        let fd = res.as_ref().ok().map(|e| e.0.as_raw_fd());
+        call.end(
+            "epoll_create1",
+            fd,
+            res.as_ref()
+                .map(|e| i64::from(e.0.as_raw_fd()))
+                .map_err(|e| *e),
+            args! {"flags" => if flags.contains(EpollCreateFlags::EPOLL_CLOEXEC) { "EPOLL_CLOEXEC" } else { "0" }},
+            |t| {
+                if let Some(fd) = fd {
+                    t.insert(fd, FdInfo::new(Transport::Other));
+                }
+            },
+        );
+    }
+    res
+}
+
+/// What `epoll_ctl` does to the interest list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpollCtl {
+    /// `EPOLL_CTL_ADD`: start watching the descriptor for these events.
+    Add(EpollFlags),
+    /// `EPOLL_CTL_MOD`: watch for other events from now on.
+    Modify(EpollFlags),
+    /// `EPOLL_CTL_DEL`: stop watching (closing the last reference to a descriptor does the
+    /// same).
+    Delete,
+}
+
+/// `epoll_ctl(epfd, op, fd, &event)`: adds, changes or removes one descriptor in the interest
+/// list; `data` comes back with each of its events from [`epoll_wait`].
+#[doc = man!("epoll_ctl")]
+pub fn epoll_ctl(ep: &Epoll, op: EpollCtl, fd: &impl AsFd, data: u64) -> Result<()> {
+    let epfd = ep.0.as_raw_fd();
+    let target = raw(fd);
+    let call = Call::begin_without_probe();
+    let res = match op {
+        EpollCtl::Add(ev) => ep.add(fd, EpollEvent::new(ev, data)),
+        EpollCtl::Modify(ev) => ep.modify(fd, &mut EpollEvent::new(ev, data)),
+        EpollCtl::Delete => ep.delete(fd),
+    };
+    if let Some(call) = call {
+        let (name, event) = match op {
+            EpollCtl::Add(ev) => ("EPOLL_CTL_ADD", names::epoll_event(ev, data)),
+            EpollCtl::Modify(ev) => ("EPOLL_CTL_MOD", names::epoll_event(ev, data)),
+            EpollCtl::Delete => ("EPOLL_CTL_DEL", "NULL".to_string()),
+        };
+        call.end(
+            "epoll_ctl",
+            Some(epfd),
+            unit(&res),
+            args! {"epfd" => epfd, "op" => name, "fd" => target, "event" => event},
+            |_| {},
+        );
+    }
+    res
+}
+
+/// How many ready events an `epoll_wait` event lists before `...`.
+const EPOLL_EVENTS_SHOWN: usize = 8;
+
+/// `epoll_wait(epfd, events, maxevents, timeout)`: waits until a watched descriptor is ready
+/// (or `timeout_ms` passes; < 0 waits for ever) and fills `events` from the ready list;
+/// returns how many.
+#[doc = man!("epoll_wait")]
+pub fn epoll_wait(ep: &Epoll, events: &mut [EpollEvent], timeout_ms: i32) -> Result<usize> {
+    let epfd = ep.0.as_raw_fd();
+    let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
+    let call = Call::begin_without_probe();
+    let res = ep.wait(events, timeout);
+    if let Some(call) = call {
+        let n = *res.as_ref().unwrap_or(&0);
+        let mut list: Vec<String> = events[..n]
+            .iter()
+            .take(EPOLL_EVENTS_SHOWN)
+            .map(|e| names::epoll_event(e.events(), e.data()))
+            .collect();
+        if n > EPOLL_EVENTS_SHOWN {
+            list.push("...".into());
+        }
+        call.end(
+            "epoll_wait",
+            Some(epfd),
+            size(&res),
+            args! {
+                "epfd" => epfd, "events" => format!("[{}]", list.join(", ")),
+                "maxevents" => events.len(), "timeout" => timeout_ms,
+            },
             |_| {},
         );
     }

@@ -2,7 +2,9 @@
 
 use nix::errno::Errno;
 use nix::poll::PollFlags;
+use nix::sys::epoll::EpollFlags;
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockType};
+use nix::sys::wait::WaitStatus;
 
 /// `AF_INET`, `AF_INET6`, ...
 pub fn family(f: AddressFamily) -> String {
@@ -103,6 +105,55 @@ pub fn poll_flags(flags: PollFlags) -> String {
         "0".into()
     } else {
         parts.join("|")
+    }
+}
+
+/// `EPOLLIN|EPOLLOUT`, ... or `0`.
+pub fn epoll_flags(flags: EpollFlags) -> String {
+    let mut parts = Vec::new();
+    for (flag, name) in [
+        (EpollFlags::EPOLLIN, "EPOLLIN"),
+        (EpollFlags::EPOLLPRI, "EPOLLPRI"),
+        (EpollFlags::EPOLLOUT, "EPOLLOUT"),
+        (EpollFlags::EPOLLERR, "EPOLLERR"),
+        (EpollFlags::EPOLLHUP, "EPOLLHUP"),
+        (EpollFlags::EPOLLRDHUP, "EPOLLRDHUP"),
+        (EpollFlags::EPOLLET, "EPOLLET"),
+        (EpollFlags::EPOLLONESHOT, "EPOLLONESHOT"),
+    ] {
+        if flags.contains(flag) {
+            parts.push(name);
+        }
+    }
+    if parts.is_empty() {
+        "0".into()
+    } else {
+        parts.join("|")
+    }
+}
+
+/// One `struct epoll_event` as strace prints it: `{events=EPOLLIN, data={u64=5}}`.
+pub fn epoll_event(flags: EpollFlags, data: u64) -> String {
+    format!("{{events={}, data={{u64={data}}}}}", epoll_flags(flags))
+}
+
+/// A wait status as strace prints it: `[{WIFEXITED(s) && WEXITSTATUS(s) == 0}]`; empty when
+/// no child was collected (WNOHANG).
+pub fn wait_status(st: &WaitStatus) -> String {
+    match st {
+        WaitStatus::Exited(_, code) => format!("[{{WIFEXITED(s) && WEXITSTATUS(s) == {code}}}]"),
+        WaitStatus::Signaled(_, sig, core) => format!(
+            "[{{WIFSIGNALED(s) && WTERMSIG(s) == {}{}}}]",
+            sig.as_str(),
+            if *core { " && WCOREDUMP(s)" } else { "" }
+        ),
+        WaitStatus::Stopped(_, sig) => {
+            format!("[{{WIFSTOPPED(s) && WSTOPSIG(s) == {}}}]", sig.as_str())
+        }
+        WaitStatus::PtraceEvent(_, sig, ev) => format!("[{{PTRACE_EVENT {ev}, {}}}]", sig.as_str()),
+        WaitStatus::PtraceSyscall(_) => "[{PTRACE_SYSCALL}]".into(),
+        WaitStatus::Continued(_) => "[{WIFCONTINUED(s)}]".into(),
+        WaitStatus::StillAlive => String::new(),
     }
 }
 
