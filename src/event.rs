@@ -53,6 +53,18 @@ pub enum Lane {
     Lab,
 }
 
+impl Lane {
+    /// The lane's name as printed (`client`, `wire`, `server`, `lab`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Lane::Client => "client",
+            Lane::Wire => "wire",
+            Lane::Server => "server",
+            Lane::Lab => "lab",
+        }
+    }
+}
+
 /// One thing that happened, at one time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use crate::event::{Body, Event, Lane, Packet, StateChange, Syscall};
+use crate::event::{Body, Event, Packet, StateChange, Syscall};
 use crate::record::Sink;
 
 use super::write_or_exit;
@@ -14,26 +14,20 @@ const CALL_WIDTH: usize = 58;
 
 /// The call as strace prints it: `connect(3, 127.0.0.1:1060)`.
 pub fn call_text(sc: &Syscall) -> String {
-    let args: Vec<String> = sc
-        .args
-        .iter()
-        .map(|(k, v)| match v {
-            Value::String(s) if k == "data" => format!("\"{s}\""),
-            Value::String(s) if s.is_empty() => "?".to_string(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .collect();
-    format!("{}({})", sc.name, args.join(", "))
+    render_call(sc, |_| true)
 }
 
 /// The call before it returned: `connect(3, 127.0.0.1:1060)` without the data the call
 /// produced (what a read got is not known at its start).
 pub fn call_head(sc: &Syscall) -> String {
+    render_call(sc, |k| !is_output_arg(&sc.name, k))
+}
+
+fn render_call(sc: &Syscall, keep: impl Fn(&str) -> bool) -> String {
     let args: Vec<String> = sc
         .args
         .iter()
-        .filter(|(k, _)| !is_output_arg(&sc.name, k))
+        .filter(|(k, _)| keep(k))
         .map(|(k, v)| match v {
             Value::String(s) if k == "data" => format!("\"{s}\""),
             Value::String(s) if s.is_empty() => "?".to_string(),
@@ -59,15 +53,6 @@ pub fn result_text(sc: &Syscall) -> String {
     match &sc.errno {
         Some(e) => format!("= -1 {e}"),
         None => format!("= {}", sc.ret),
-    }
-}
-
-fn lane_text(lane: Lane) -> &'static str {
-    match lane {
-        Lane::Client => "client",
-        Lane::Wire => "wire",
-        Lane::Server => "server",
-        Lane::Lab => "lab",
     }
 }
 
@@ -131,7 +116,7 @@ pub fn format_event(ev: &Event, t0: u64) -> String {
 /// the lines of other processes and threads.
 pub fn format_event_tagged(ev: &Event, t0: u64, tag: &str) -> String {
     let rel = ev.t.saturating_sub(t0) as f64 / 1e6;
-    let lane = lane_text(ev.lane);
+    let lane = ev.lane.name();
     match &ev.body {
         Body::Syscall(sc) => {
             let mut line = format!(

@@ -112,15 +112,6 @@ fn lane_color(lane: Lane) -> &'static str {
     }
 }
 
-fn lane_name(lane: Lane) -> &'static str {
-    match lane {
-        Lane::Client => "client",
-        Lane::Wire => "wire",
-        Lane::Server => "server",
-        Lane::Lab => "lab",
-    }
-}
-
 /// Monospace text width in pixels.
 fn mono_w(text: &str, size: f64) -> f64 {
     text.chars().count() as f64 * size * MONO_ADVANCE
@@ -274,7 +265,7 @@ impl Canvas<'_> {
             ),
         ];
         let tip = format!("{} {res}", call_text(sc));
-        self.group(&format!("syscall {}", lane_name(lane)), &tip, &parts);
+        self.group(&format!("syscall {}", lane.name()), &tip, &parts);
         self.time(t, y + 20.0);
         self.y += 32.0;
     }
@@ -315,7 +306,7 @@ impl Canvas<'_> {
             ),
         ];
         let tip = format!("kernel ({}): {text}", st.source);
-        self.group(&format!("state {}", lane_name(lane)), &tip, &parts);
+        self.group(&format!("state {}", lane.name()), &tip, &parts);
         self.time(t, y + 19.0);
         self.y += 30.0;
     }
@@ -410,7 +401,7 @@ impl Canvas<'_> {
                 &format!(r#"font-style="italic" fill="{INK}""#),
             ),
         ];
-        self.group(&format!("output {}", lane_name(lane)), &n.text, &parts);
+        self.group(&format!("output {}", lane.name()), &n.text, &parts);
         self.time(t, y + 20.0);
         self.y += 32.0;
     }
@@ -457,7 +448,7 @@ impl Canvas<'_> {
                 r##"<text font-size="{SIZE}" font-style="italic" fill="#4a4a4a">{text}</text>"##
             ),
         ];
-        self.group(&format!("note {}", lane_name(lane)), &n.key, &parts);
+        self.group(&format!("note {}", lane.name()), &n.key, &parts);
         self.y += h + 6.0;
     }
 
@@ -486,7 +477,7 @@ impl Canvas<'_> {
             ),
         ];
         let tip = self.ends.header(lane);
-        self.group(&format!("header {}", lane_name(lane)), &tip, &parts);
+        self.group(&format!("header {}", lane.name()), &tip, &parts);
     }
 }
 
@@ -738,7 +729,7 @@ pub fn html(events: &[Event], opts: &SvgOptions) -> String {
             continue;
         }
         let class = if note.is_some() { "note" } else { ev.kind() };
-        let lane = lane_name(ev.lane);
+        let lane = Lane::name(ev.lane);
         let _ = writeln!(
             rows,
             r##"<tr class="{class}"><td class="t">{}</td><td class="{lane}">{lane}</td><td class="what">{}</td></tr>"##,

@@ -40,15 +40,13 @@ pub fn sock_type(ty: SockType, flags: SockFlag) -> String {
     s
 }
 
-/// Flags of accept4: `SOCK_CLOEXEC|SOCK_NONBLOCK` or `0`.
-pub fn sock_flags(flags: SockFlag) -> String {
-    let mut parts = Vec::new();
-    if flags.contains(SockFlag::SOCK_CLOEXEC) {
-        parts.push("SOCK_CLOEXEC");
-    }
-    if flags.contains(SockFlag::SOCK_NONBLOCK) {
-        parts.push("SOCK_NONBLOCK");
-    }
+/// `A|B` for the flags of `table` that are set in `flags`, or `0`.
+fn join_flags<F: Copy>(flags: F, table: &[(F, &str)], contains: impl Fn(F, F) -> bool) -> String {
+    let parts: Vec<&str> = table
+        .iter()
+        .filter(|(f, _)| contains(flags, *f))
+        .map(|(_, name)| *name)
+        .collect();
     if parts.is_empty() {
         "0".into()
     } else {
@@ -56,25 +54,31 @@ pub fn sock_flags(flags: SockFlag) -> String {
     }
 }
 
+/// Flags of accept4: `SOCK_CLOEXEC|SOCK_NONBLOCK` or `0`.
+pub fn sock_flags(flags: SockFlag) -> String {
+    join_flags(
+        flags,
+        &[
+            (SockFlag::SOCK_CLOEXEC, "SOCK_CLOEXEC"),
+            (SockFlag::SOCK_NONBLOCK, "SOCK_NONBLOCK"),
+        ],
+        |set, f| set.contains(f),
+    )
+}
+
 /// `MSG_PEEK|MSG_DONTWAIT` or `0`.
 pub fn msg_flags(flags: MsgFlags) -> String {
-    let mut parts = Vec::new();
-    for (flag, name) in [
-        (MsgFlags::MSG_PEEK, "MSG_PEEK"),
-        (MsgFlags::MSG_DONTWAIT, "MSG_DONTWAIT"),
-        (MsgFlags::MSG_WAITALL, "MSG_WAITALL"),
-        (MsgFlags::MSG_NOSIGNAL, "MSG_NOSIGNAL"),
-        (MsgFlags::MSG_OOB, "MSG_OOB"),
-    ] {
-        if flags.contains(flag) {
-            parts.push(name);
-        }
-    }
-    if parts.is_empty() {
-        "0".into()
-    } else {
-        parts.join("|")
-    }
+    join_flags(
+        flags,
+        &[
+            (MsgFlags::MSG_PEEK, "MSG_PEEK"),
+            (MsgFlags::MSG_DONTWAIT, "MSG_DONTWAIT"),
+            (MsgFlags::MSG_WAITALL, "MSG_WAITALL"),
+            (MsgFlags::MSG_NOSIGNAL, "MSG_NOSIGNAL"),
+            (MsgFlags::MSG_OOB, "MSG_OOB"),
+        ],
+        |set, f| set.contains(f),
+    )
 }
 
 /// `SHUT_RD`, `SHUT_WR`, `SHUT_RDWR`.
@@ -88,48 +92,36 @@ pub fn shutdown(how: Shutdown) -> &'static str {
 
 /// `POLLIN|POLLOUT`, ... or `0`.
 pub fn poll_flags(flags: PollFlags) -> String {
-    let mut parts = Vec::new();
-    for (flag, name) in [
-        (PollFlags::POLLIN, "POLLIN"),
-        (PollFlags::POLLPRI, "POLLPRI"),
-        (PollFlags::POLLOUT, "POLLOUT"),
-        (PollFlags::POLLERR, "POLLERR"),
-        (PollFlags::POLLHUP, "POLLHUP"),
-        (PollFlags::POLLNVAL, "POLLNVAL"),
-    ] {
-        if flags.contains(flag) {
-            parts.push(name);
-        }
-    }
-    if parts.is_empty() {
-        "0".into()
-    } else {
-        parts.join("|")
-    }
+    join_flags(
+        flags,
+        &[
+            (PollFlags::POLLIN, "POLLIN"),
+            (PollFlags::POLLPRI, "POLLPRI"),
+            (PollFlags::POLLOUT, "POLLOUT"),
+            (PollFlags::POLLERR, "POLLERR"),
+            (PollFlags::POLLHUP, "POLLHUP"),
+            (PollFlags::POLLNVAL, "POLLNVAL"),
+        ],
+        |set, f| set.contains(f),
+    )
 }
 
 /// `EPOLLIN|EPOLLOUT`, ... or `0`.
 pub fn epoll_flags(flags: EpollFlags) -> String {
-    let mut parts = Vec::new();
-    for (flag, name) in [
-        (EpollFlags::EPOLLIN, "EPOLLIN"),
-        (EpollFlags::EPOLLPRI, "EPOLLPRI"),
-        (EpollFlags::EPOLLOUT, "EPOLLOUT"),
-        (EpollFlags::EPOLLERR, "EPOLLERR"),
-        (EpollFlags::EPOLLHUP, "EPOLLHUP"),
-        (EpollFlags::EPOLLRDHUP, "EPOLLRDHUP"),
-        (EpollFlags::EPOLLET, "EPOLLET"),
-        (EpollFlags::EPOLLONESHOT, "EPOLLONESHOT"),
-    ] {
-        if flags.contains(flag) {
-            parts.push(name);
-        }
-    }
-    if parts.is_empty() {
-        "0".into()
-    } else {
-        parts.join("|")
-    }
+    join_flags(
+        flags,
+        &[
+            (EpollFlags::EPOLLIN, "EPOLLIN"),
+            (EpollFlags::EPOLLPRI, "EPOLLPRI"),
+            (EpollFlags::EPOLLOUT, "EPOLLOUT"),
+            (EpollFlags::EPOLLERR, "EPOLLERR"),
+            (EpollFlags::EPOLLHUP, "EPOLLHUP"),
+            (EpollFlags::EPOLLRDHUP, "EPOLLRDHUP"),
+            (EpollFlags::EPOLLET, "EPOLLET"),
+            (EpollFlags::EPOLLONESHOT, "EPOLLONESHOT"),
+        ],
+        |set, f| set.contains(f),
+    )
 }
 
 /// One `struct epoll_event` as strace prints it: `{events=EPOLLIN, data={u64=5}}`.
