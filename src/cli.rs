@@ -145,6 +145,11 @@ struct DemoArgs {
     /// user may capture packets.
     #[arg(long)]
     private_net: bool,
+    /// Slow-motion wire: hold every packet of the exchange in the kernel (in a private network
+    /// namespace) and release it on Enter (hold: d drops it, q releases the rest) or after MS
+    /// milliseconds (delay=MS). Needs root, or a user namespace the kernel allows.
+    #[arg(long, value_name = "hold|delay=MS", value_parser = clap::value_parser!(crate::wire::Pace))]
+    wire: Option<crate::wire::Pace>,
 }
 
 /// Observer and output flags shared by `demo` and `scenario`.
@@ -349,18 +354,22 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Demo(a) => {
             let exe = std::env::current_exe()
                 .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
-            if a.private_net {
+            if a.wire.is_some() {
+                crate::wire::enter_namespace()?;
+            } else if a.private_net {
                 crate::netns::enter_private_net()?;
             }
+            let private_net = a.private_net || a.wire.is_some();
             let cfg = DemoConfig {
                 port: a.port,
                 message: a.message,
                 lang,
                 probe: !cli.global.no_probe,
                 observe: a.show.observe(),
+                wire: a.wire,
             };
             let run = demo::run(&exe, &cfg)?;
-            demo::present(&run, &a.show.view(cli.global.json, a.private_net))
+            demo::present(&run, &a.show.view(cli.global.json, private_net))
         }
         Command::Scenario(a) => run_scenario(&a, cli.global.json),
         Command::Ss(a) => {

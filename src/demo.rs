@@ -36,6 +36,9 @@ pub struct DemoConfig {
     pub probe: bool,
     /// Kernel and packet observers to run beside the programs.
     pub observe: ObserveOptions,
+    /// The slow-motion wire (`--wire`): hold every packet of the port at this pace. The
+    /// process must be in a private network namespace already ([`crate::wire::enter_namespace`]).
+    pub wire: Option<crate::wire::Pace>,
 }
 
 /// What one demo run saw.
@@ -122,7 +125,12 @@ fn check_interrupt() -> Result<(), Error> {
 }
 
 /// Waits for `child` until `deadline` or an interrupt; kills it after.
-fn wait_until(child: &mut Child, deadline: Instant, who: &str) -> Result<(), Error> {
+fn wait_until(
+    child: &mut Child,
+    deadline: Instant,
+    limit: Duration,
+    who: &str,
+) -> Result<(), Error> {
     loop {
         if ffi::interrupted() {
             let _ = child.kill();
@@ -140,7 +148,7 @@ fn wait_until(child: &mut Child, deadline: Instant, who: &str) -> Result<(), Err
                 let _ = child.kill();
                 return Err(Error::Other(format!(
                     "the {who} did not finish within {}s and was stopped",
-                    DEADLINE.as_secs()
+                    limit.as_secs()
                 )));
             }
             Ok(None) => thread::sleep(Duration::from_millis(5)),
@@ -157,11 +165,15 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
     // the interrupt and return an error, and the Guards and the observers clean up.
     ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
     let observing = cfg.observe.kernel || cfg.observe.packets || cfg.observe.pcap.is_some();
-    // Observers filter on the port, so they need it before the server starts.
-    let port = if cfg.port == 0 && observing {
+    // Observers (and the wire) filter on the port, so they need it before the server starts.
+    let port = if cfg.port == 0 && (observing || cfg.wire.is_some()) {
         crate::ports::free_server_port(false).map_err(Error::Other)?
     } else {
         cfg.port
+    };
+    let wire = match &cfg.wire {
+        Some(pace) => Some(crate::wire::Wire::start(port, pace.clone())?),
+        None => None,
     };
     let observers = Observers::start(&[port], &cfg.observe);
     let notices = observers
@@ -171,11 +183,24 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
         .collect();
     check_interrupt()?;
     let (programs, port) = exchange(exe, cfg, port)?;
+    if let Some(wire) = &wire {
+        // The programs are gone, but their last FINs and ACKs may still be held.
+        wire.settle();
+    }
     // Let the last ACK of the close sequence land before the observers stop.
     thread::sleep(Duration::from_millis(20));
-    let observed = observers.finish();
+    let mut observed = observers.finish();
     check_interrupt()?;
-    let mut events = event::merge([programs, observed]);
+    let wired = match wire {
+        // Its packets, stamped when let go and with how long they were held, replace the
+        // capture's copies (the pcap file keeps those).
+        Some(wire) => {
+            observed.retain(|e| !matches!(e.body, event::Body::Packet(_)));
+            wire.finish()
+        }
+        None => Vec::new(),
+    };
+    let mut events = event::merge([programs, observed, wired]);
     timeline::assign_lanes(&mut events, port);
     timeline::sort(&mut events);
     timeline::dedup_snapshots(&mut events);
@@ -190,7 +215,12 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
 
 /// The two programs' events, merged, and the port the server really got.
 fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16), Error> {
-    let deadline = Instant::now() + DEADLINE;
+    // A held wire slows the exchange down on purpose.
+    let limit = cfg
+        .wire
+        .as_ref()
+        .map_or(DEADLINE, crate::wire::Pace::deadline);
+    let deadline = Instant::now() + limit;
     let port = port.to_string();
     let mut server = spawn(
         exe,
@@ -226,7 +256,7 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
         if Instant::now() >= deadline {
             return Err(Error::Other(format!(
                 "the demo's server did not start listening within {}s",
-                DEADLINE.as_secs()
+                limit.as_secs()
             )));
         }
         let ev = match rx.recv_timeout(Duration::from_millis(50)) {
@@ -259,8 +289,8 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
         &["client", "127.0.0.1", "-p", &real_port, "-m", &cfg.message],
     )?;
     let client_reader = read_all(client.0.stdout.take().expect("stdout is piped"), "client");
-    let client_status = wait_until(&mut client.0, deadline, "client");
-    let server_status = wait_until(&mut server.0, deadline, "server");
+    let client_status = wait_until(&mut client.0, deadline, limit, "client");
+    let server_status = wait_until(&mut server.0, deadline, limit, "server");
     let client_events = client_reader
         .join()
         .map_err(|_| Error::Other("client reader panicked".into()))?;

@@ -9,6 +9,7 @@
 //! - [`render`]: human and JSON output;
 //! - [`servers`], [`client`], [`demo`]: programs built on the wrappers;
 //! - [`trace`]: the lab's events beside strace's lines for the same calls;
+//! - [`wire`]: the slow-motion wire, every packet held in the kernel until released;
 //! - [`cli`]: the command line.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -31,6 +32,7 @@ pub mod sys;
 pub mod tcp_state;
 pub mod timeline;
 pub mod trace;
+pub mod wire;
 
 pub use error::Error;
 pub use event::{Body, Event, Lane, Role};
