@@ -54,6 +54,9 @@ enum Command {
     Client(ClientArgs),
     /// Run a server and a client on loopback and show the whole exchange on one timeline.
     Demo(DemoArgs),
+    /// Set up two computers (network namespaces joined by a veth pair, 198.18.0.0/15; with
+    /// --nat a router between them) that stay until `socklab hosts down`. Needs root.
+    Hosts(HostsArgs),
     /// Print live TCP state changes of every process (the kernel's tracepoint; needs root,
     /// else polls sock_diag).
     Watch(WatchArgs),
@@ -150,6 +153,29 @@ struct DemoArgs {
     /// milliseconds (delay=MS). Needs root, or a user namespace the kernel allows.
     #[arg(long, value_name = "hold|delay=MS", value_parser = clap::value_parser!(crate::wire::Pace))]
     wire: Option<crate::wire::Pace>,
+    /// Run the server and the client on two computers of their own: network namespaces with
+    /// addresses 198.18.0.2 and 198.18.0.1, removed after the run (needs root).
+    #[arg(long, conflicts_with_all = ["private_net", "wire"])]
+    hosts: bool,
+    /// With --hosts: a NAT router between them rewrites the client's source address and port.
+    #[arg(long, requires = "hosts")]
+    nat: bool,
+}
+
+#[derive(Debug, Args)]
+struct HostsArgs {
+    #[command(subcommand)]
+    action: Option<HostsAction>,
+    /// Put a router between client and server that rewrites the client's source address and
+    /// port (NAT, nftables masquerade).
+    #[arg(long)]
+    nat: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum HostsAction {
+    /// Remove the lab (and any namespace a killed socklab left behind).
+    Down,
 }
 
 /// Observer and output flags shared by `demo` and `scenario`.
@@ -367,6 +393,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 probe: !cli.global.no_probe,
                 observe: a.show.observe(),
                 wire: a.wire,
+                hosts: a.hosts.then_some(crate::hosts::Layout { nat: a.nat }),
             };
             let run = demo::run(&exe, &cfg)?;
             demo::present(&run, &a.show.view(cli.global.json, private_net))
@@ -387,6 +414,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             crate::render::write_or_exit(&mut io::stdout().lock(), text.as_bytes(), true);
             Ok(())
         }
+        Command::Hosts(a) => match a.action {
+            Some(HostsAction::Down) => crate::hosts::down_command(),
+            None => {
+                let exe = std::env::current_exe().map_err(|e| {
+                    Error::Other(format!("cannot find the socklab executable: {e}"))
+                })?;
+                crate::hosts::up_command(crate::hosts::Layout { nat: a.nat }, &exe)
+            }
+        },
         Command::Watch(a) => {
             let cfg = crate::observe::watch::WatchConfig {
                 ports: a.ports,

@@ -2,7 +2,8 @@
 //!
 //! The demo runs this same executable twice (`socklab --json server ...` and `socklab --json
 //! client ...`), reads both event streams and merges them by their CLOCK_MONOTONIC times,
-//! which are comparable across processes.
+//! which are comparable across processes. With `--hosts` each runs on a computer of its own
+//! (a network namespace, see [`crate::hosts`]), started with `ip netns exec NAME socklab ...`.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -12,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::event::{self, Event};
+use crate::hosts::{Host, Hosts, Layout};
 use crate::notes;
-use crate::observe::session::{ObserveOptions, Observers};
+use crate::observe::session::{ObserveOptions, Observers, Place};
 use crate::render;
 use crate::render::present::Shown;
 pub use crate::render::present::View;
@@ -26,7 +28,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// What the demo runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DemoConfig {
-    /// Server port on 127.0.0.1 (0: let the kernel choose).
+    /// Server port (0: let the kernel choose).
     pub port: u16,
     /// The client's message.
     pub message: String,
@@ -39,6 +41,20 @@ pub struct DemoConfig {
     /// The slow-motion wire (`--wire`): hold every packet of the port at this pace. The
     /// process must be in a private network namespace already ([`crate::wire::enter_namespace`]).
     pub wire: Option<crate::wire::Pace>,
+    /// Run the server and the client on two computers of their own (network namespaces,
+    /// needs root) instead of both on loopback.
+    pub hosts: Option<Layout>,
+}
+
+/// The computers of a `--hosts` run (removed by the time the run is shown).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostsRun {
+    /// Their layout (and so their addresses).
+    pub layout: Layout,
+    /// The client's network namespace.
+    pub client_ns: String,
+    /// The server's network namespace.
+    pub server_ns: String,
 }
 
 /// What one demo run saw.
@@ -50,8 +66,35 @@ pub struct DemoRun {
     pub port: u16,
     /// One line per observer tier that could not run, and why.
     pub notices: Vec<String>,
+    /// With `--hosts`: the computers it ran on.
+    pub hosts: Option<HostsRun>,
 }
 
+impl DemoRun {
+    /// The server's `ip:port`.
+    pub fn server_addr(&self) -> String {
+        match &self.hosts {
+            Some(h) => format!("{}:{}", h.layout.server_ip(), self.port),
+            None => format!("127.0.0.1:{}", self.port),
+        }
+    }
+}
+
+/// Where the two programs run: the server's address, and for `--hosts` how to enter each
+/// computer (`ip netns exec NAME`).
+struct Spot<'a> {
+    server_ip: String,
+    /// `ip` and the server's namespace.
+    server_ns: Option<(&'a Path, String)>,
+    /// `ip` and the client's namespace.
+    client_ns: Option<(&'a Path, String)>,
+}
+
+impl Spot<'_> {
+    fn enter<'b>(ns: &'b Option<(&'b Path, String)>) -> Option<(&'b Path, &'b str)> {
+        ns.as_ref().map(|(ip, name)| (*ip, name.as_str()))
+    }
+}
 
 /// A child process that is killed and reaped if the demo ends early.
 struct Guard(Child);
@@ -65,8 +108,22 @@ impl Drop for Guard {
     }
 }
 
-fn spawn(exe: &Path, cfg: &DemoConfig, args: &[&str]) -> Result<Guard, Error> {
-    let mut cmd = Command::new(exe);
+/// Starts `exe` with `args`; inside network namespace `netns` (through `ip netns exec`, which
+/// execs socklab in place: the child's pid is socklab's) when given.
+fn spawn(
+    exe: &Path,
+    cfg: &DemoConfig,
+    args: &[&str],
+    netns: Option<(&Path, &str)>,
+) -> Result<Guard, Error> {
+    let mut cmd = match netns {
+        Some((ip, name)) => {
+            let mut c = Command::new(ip);
+            c.args(["netns", "exec", name]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     cmd.args(["--json", "--lang", &cfg.lang]);
     if !cfg.probe {
         cmd.arg("--no-probe");
@@ -164,6 +221,18 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
     // the tracefs instance and the children would outlive it. With it, the waits below notice
     // the interrupt and return an error, and the Guards and the observers clean up.
     ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
+    if cfg.hosts.is_some() && cfg.wire.is_some() {
+        return Err(Error::Usage(
+            "--hosts and --wire cannot be combined (the wire has a namespace of its own)".into(),
+        ));
+    }
+    // Declared before the children and the observers, so dropped after them: the namespaces
+    // go last, once nothing runs or looks inside them.
+    let hosts = match cfg.hosts {
+        Some(layout) => Some(Hosts::for_run(layout, &mut |_| {})?),
+        None => None,
+    };
+    check_interrupt()?;
     let observing = cfg.observe.kernel || cfg.observe.packets || cfg.observe.pcap.is_some();
     // Observers (and the wire) filter on the port, so they need it before the server starts.
     let port = if cfg.port == 0 && (observing || cfg.wire.is_some()) {
@@ -175,14 +244,27 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
         Some(pace) => Some(crate::wire::Wire::start(port, pace.clone())?),
         None => None,
     };
-    let observers = Observers::start(&[port], &cfg.observe);
+    let place = hosts.as_ref().map_or_else(Place::default, Hosts::place);
+    let observers = Observers::start_in(&[port], &cfg.observe, &place);
     let notices = observers
         .notices()
         .iter()
         .filter_map(|e| e.note().map(|n| n.text.clone()))
         .collect();
     check_interrupt()?;
-    let (programs, port) = exchange(exe, cfg, port)?;
+    let spot = match &hosts {
+        Some(h) => Spot {
+            server_ip: h.layout().server_ip().to_string(),
+            server_ns: Some((h.ip_command(), h.name(Host::Server))),
+            client_ns: Some((h.ip_command(), h.name(Host::Client))),
+        },
+        None => Spot {
+            server_ip: "127.0.0.1".into(),
+            server_ns: None,
+            client_ns: None,
+        },
+    };
+    let (programs, port) = exchange(exe, cfg, port, &spot)?;
     if let Some(wire) = &wire {
         // The programs are gone, but their last FINs and ACKs may still be held.
         wire.settle();
@@ -205,16 +287,27 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
     timeline::sort(&mut events);
     timeline::dedup_snapshots(&mut events);
     timeline::add_insight_notes(&mut events);
+    timeline::add_rewrite_note(&mut events);
     timeline::mark_unfinished(&mut events);
     Ok(DemoRun {
         events,
         port,
         notices,
+        hosts: hosts.as_ref().map(|h| HostsRun {
+            layout: h.layout(),
+            client_ns: h.name(Host::Client),
+            server_ns: h.name(Host::Server),
+        }),
     })
 }
 
 /// The two programs' events, merged, and the port the server really got.
-fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16), Error> {
+fn exchange(
+    exe: &Path,
+    cfg: &DemoConfig,
+    port: u16,
+    spot: &Spot<'_>,
+) -> Result<(Vec<Event>, u16), Error> {
     // A held wire slows the exchange down on purpose.
     let limit = cfg
         .wire
@@ -222,18 +315,12 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
         .map_or(DEADLINE, crate::wire::Pace::deadline);
     let deadline = Instant::now() + limit;
     let port = port.to_string();
+    let host = spot.server_ip.as_str();
     let mut server = spawn(
         exe,
         cfg,
-        &[
-            "server",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "--count",
-            "1",
-            "--reuseaddr",
-        ],
+        &["server", host, "-p", &port, "--count", "1", "--reuseaddr"],
+        Spot::enter(&spot.server_ns),
     )?;
     // One reader thread per child; the server's events come through a channel so that the
     // wait for "listening" is bounded and interruptible.
@@ -286,7 +373,8 @@ fn exchange(exe: &Path, cfg: &DemoConfig, port: u16) -> Result<(Vec<Event>, u16)
     let mut client = spawn(
         exe,
         cfg,
-        &["client", "127.0.0.1", "-p", &real_port, "-m", &cfg.message],
+        &["client", host, "-p", &real_port, "-m", &cfg.message],
+        Spot::enter(&spot.client_ns),
     )?;
     let client_reader = read_all(client.0.stdout.take().expect("stdout is piped"), "client");
     let client_status = wait_until(&mut client.0, deadline, limit, "client");
@@ -313,13 +401,39 @@ pub fn present(run: &DemoRun, view: &View) -> Result<(), Error> {
     if view.private_net {
         header.push(notes::text("observe.private_net", &[]));
     }
+    if let Some(h) = &run.hosts {
+        header.push(hosts_header(h));
+    }
+    let title = match &run.hosts {
+        Some(_) => notes::text("hosts.demo_title", &[]),
+        None => notes::text("demo.title", &[]),
+    };
     let shown = Shown {
-        title: notes::text("demo.title", &[]),
+        title,
         header,
         events: &run.events,
-        server_addr: Some(format!("127.0.0.1:{}", run.port)),
+        server_addr: Some(run.server_addr()),
         notices: &run.notices,
         footer: Vec::new(),
     };
     render::present::present(&shown, view)
+}
+
+/// The line under the title of a `--hosts` run: which computer has which address.
+fn hosts_header(h: &HostsRun) -> String {
+    let l = h.layout;
+    let mut args = vec![
+        ("client", l.client_ip().to_string()),
+        ("server", l.server_ip().to_string()),
+        ("client_ns", h.client_ns.clone()),
+        ("server_ns", h.server_ns.clone()),
+    ];
+    match l.router_ips() {
+        Some((lan, wan)) => {
+            args.push(("router_lan", lan.to_string()));
+            args.push(("router_wan", wan.to_string()));
+            notes::text("hosts.demo_nat", &args)
+        }
+        None => notes::text("hosts.demo", &args),
+    }
 }

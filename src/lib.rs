@@ -8,6 +8,7 @@
 //! - [`notes`]: plain-language notes, keyed, one catalogue per language;
 //! - [`render`]: human and JSON output;
 //! - [`servers`], [`client`], [`demo`]: programs built on the wrappers;
+//! - [`netns`], [`hosts`]: network namespaces: a private loopback, two computers and a router;
 //! - [`trace`]: the lab's events beside strace's lines for the same calls;
 //! - [`wire`]: the slow-motion wire, every packet held in the kernel until released;
 //! - [`cli`]: the command line.
@@ -19,6 +20,7 @@ pub mod client;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod hosts;
 pub mod netns;
 pub mod notes;
 pub mod observe;

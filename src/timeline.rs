@@ -77,6 +77,43 @@ pub fn add_insight_notes(events: &mut Vec<Event>) {
     }
 }
 
+/// Adds the note that shows a rewritten source (NAT): the client's own address (its
+/// getsockname after connect) is not the peer address the server's accept4 returned. Placed
+/// on the server lane after the later of the two calls. Nothing when they agree.
+pub fn add_rewrite_note(events: &mut Vec<Event>) {
+    let addr_of = |role: Role, name: &str| {
+        events.iter().find_map(|e| {
+            let sc = e.syscall()?;
+            if e.role != Some(role) || sc.name != name || sc.failed() {
+                return None;
+            }
+            let addr = sc.args.get("addr")?.as_str()?;
+            (!addr.is_empty()).then(|| (e.t, addr.to_string()))
+        })
+    };
+    let (Some((t_own, own)), Some((t_seen, seen))) = (
+        addr_of(Role::Client, "getsockname"),
+        addr_of(Role::Server, "accept4"),
+    ) else {
+        return;
+    };
+    if own == seen {
+        return;
+    }
+    events.push(Event {
+        t: t_own.max(t_seen),
+        pid: 0,
+        tid: 0,
+        role: Some(Role::Server),
+        lane: Lane::Server,
+        body: Body::Note(notes::note(
+            "timeline.source_rewritten",
+            &[("client", own), ("seen", seen)],
+        )),
+    });
+    sort(events);
+}
+
 /// Drops a snapshot state event (`now STATE`, no known transition) that repeats the previous
 /// snapshot of the same socket: two looks at one TIME_WAIT socket are one fact.
 pub fn dedup_snapshots(events: &mut Vec<Event>) {
@@ -148,6 +185,41 @@ mod tests {
                 sock: None,
             }),
         }
+    }
+
+    fn call(t: u64, role: Role, name: &str, addr: &str) -> Event {
+        let json = serde_json::json!({
+            "t": t, "pid": 1, "tid": 1, "role": role, "lane": role.lane(), "kind": "syscall",
+            "name": name, "fd": 3, "args": {"fd": 3, "addr": addr}, "ret": 0, "errno": null,
+            "dur_ns": 1, "tcp_state": null, "local": null, "remote": null, "queue": null,
+            "probe": null
+        });
+        Event::from_json(&json.to_string()).expect("a syscall event")
+    }
+
+    #[test]
+    fn a_rewritten_source_gets_a_note_after_both_calls() {
+        let mut evs = vec![
+            call(10, Role::Server, "accept4", "198.18.0.1:40000"),
+            call(20, Role::Client, "getsockname", "198.18.1.2:50000"),
+            call(30, Role::Client, "close", ""),
+        ];
+        add_rewrite_note(&mut evs);
+        assert_eq!(evs.len(), 4);
+        let Body::Note(n) = &evs[2].body else {
+            panic!("no note after getsockname: {evs:?}")
+        };
+        assert_eq!(n.key, "timeline.source_rewritten");
+        assert_eq!(n.args["client"], "198.18.1.2:50000");
+        assert_eq!(n.args["seen"], "198.18.0.1:40000");
+        assert_eq!(evs[2].lane, Lane::Server);
+
+        let mut same = vec![
+            call(10, Role::Server, "accept4", "198.18.0.1:40000"),
+            call(20, Role::Client, "getsockname", "198.18.0.1:40000"),
+        ];
+        add_rewrite_note(&mut same);
+        assert_eq!(same.len(), 2, "no rewrite, no note");
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! namespace (`unshare -Urn`, then `ip link set lo up`). An AF_PACKET SOCK_DGRAM socket on
 //! `lo` hands over packets from the IP header on; a BPF program in the kernel keeps only the
 //! ports in play (plus ICMP) and one of the two copies loopback makes of every frame.
+//! [`Capture::start_on`] listens on another interface, possibly in another network namespace
+//! (the lab's hosts: a veth, where each frame is seen once, going out or coming in).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, IoSliceMut, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -139,15 +141,23 @@ impl Asm {
 ///
 /// Limits: IPv6 extension headers and non-first IPv4 fragments are dropped (no ports there).
 pub fn bpf_program(ports: &[u16]) -> Vec<libc::sock_filter> {
+    bpf_program_on(ports, true)
+}
+
+/// [`bpf_program`] for an interface that is `loopback` or not: any other interface shows each
+/// frame once (outgoing or incoming), so both directions are kept.
+pub fn bpf_program_on(ports: &[u16], loopback: bool) -> Vec<libc::sock_filter> {
     let mut ports = ports.to_vec();
     ports.sort_unstable();
     ports.dedup();
     let any_port = ports.is_empty() || ports.len() > MAX_FILTER_PORTS;
 
     let mut a = Asm::default();
-    // Loopback shows each frame going out and coming in: keep the incoming copy, as libpcap.
-    a.op(LD_W_ABS, AD_PKTTYPE);
-    a.ret_if(u32::from(libc::PACKET_OUTGOING), 0);
+    if loopback {
+        // Loopback shows each frame going out and coming in: keep the incoming copy, as libpcap.
+        a.op(LD_W_ABS, AD_PKTTYPE);
+        a.ret_if(u32::from(libc::PACKET_OUTGOING), 0);
+    }
     a.op(LD_B_ABS, 0);
     a.op(RSH_K, 4);
     a.jump(JEQ_K, 6, To::Label("v6"), To::Next);
@@ -487,7 +497,26 @@ fn pcap_error(e: impl std::fmt::Display) -> ObserveError {
     ObserveError::Failed(format!("pcap: {e}"))
 }
 
-/// A running capture on the loopback interface; a reader thread collects the packets.
+/// The interface a capture listens on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    /// Its name (`lo`, `eth0`).
+    pub name: String,
+    /// The network namespace it is in (`/run/netns/NAME`); `None`: this process's.
+    pub netns: Option<PathBuf>,
+}
+
+impl Interface {
+    /// `lo` in this process's network namespace.
+    pub fn loopback() -> Interface {
+        Interface {
+            name: "lo".into(),
+            netns: None,
+        }
+    }
+}
+
+/// A running capture on one interface; a reader thread collects the packets.
 pub struct Capture {
     stop: Arc<AtomicBool>,
     reader: Option<JoinHandle<Result<Vec<Event>, ObserveError>>>,
@@ -500,24 +529,26 @@ impl Capture {
     ///
     /// Not one syscall: socket, setsockopt (filter, timestamps, buffer), bind, then a thread.
     pub fn start(ports: &[u16], pcap: Option<&Path>) -> Result<Capture, ObserveError> {
-        // Protocol 0: the socket receives nothing until bind(), so no packet slips in
-        // before the filter is attached.
-        let fd = nix::sys::socket::socket(
-            AddressFamily::Packet,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| errno_error("socket(AF_PACKET)", e))?;
-        ffi::attach_filter(fd.as_fd(), &bpf_program(ports))
-            .map_err(|e| errno_error("setsockopt(SO_ATTACH_FILTER)", e))?;
-        setsockopt(&fd, sockopt::ReceiveTimestampns, &true)
-            .map_err(|e| errno_error("setsockopt(SO_TIMESTAMPNS)", e))?;
+        Capture::start_on(&Interface::loopback(), ports, pcap)
+    }
+
+    /// [`Capture::start`] on `iface`. An interface in another network namespace is opened by
+    /// a short-lived thread that enters that namespace first ([`crate::netns::in_netns`]);
+    /// the socket stays bound to the interface there.
+    pub fn start_on(
+        iface: &Interface,
+        ports: &[u16],
+        pcap: Option<&Path>,
+    ) -> Result<Capture, ObserveError> {
+        let loopback = iface.name == "lo";
+        let fd = match &iface.netns {
+            None => open_packet_socket(&iface.name, ports, loopback)?,
+            Some(ns) => {
+                crate::netns::in_netns(ns, || open_packet_socket(&iface.name, ports, loopback))
+                    .map_err(ObserveError::Failed)??
+            }
+        };
         wait_for_arrival_stamps();
-        // Best effort: the kernel caps it at net.core.rmem_max.
-        let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
-        let lo = if_nametoindex("lo").map_err(|e| errno_error("if_nametoindex(lo)", e))?;
-        ffi::bind_packet_all(fd.as_fd(), lo).map_err(|e| errno_error("bind(lo)", e))?;
 
         let writer = match pcap {
             Some(path) => {
@@ -539,6 +570,7 @@ impl Capture {
         let stop = Arc::new(AtomicBool::new(false));
         let reader = Reader {
             fd,
+            keep_outgoing: !loopback,
             stop: Arc::clone(&stop),
             pcap: writer,
             offset_ns: realtime_offset_ns(),
@@ -583,9 +615,36 @@ impl Drop for Capture {
     }
 }
 
+/// `socket(AF_PACKET)` with the filter and kernel timestamps, bound to interface `name` of
+/// the calling thread's network namespace.
+fn open_packet_socket(name: &str, ports: &[u16], loopback: bool) -> Result<OwnedFd, ObserveError> {
+    // Protocol 0: the socket receives nothing until bind(), so no packet slips in
+    // before the filter is attached.
+    let fd = nix::sys::socket::socket(
+        AddressFamily::Packet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| errno_error("socket(AF_PACKET)", e))?;
+    ffi::attach_filter(fd.as_fd(), &bpf_program_on(ports, loopback))
+        .map_err(|e| errno_error("setsockopt(SO_ATTACH_FILTER)", e))?;
+    setsockopt(&fd, sockopt::ReceiveTimestampns, &true)
+        .map_err(|e| errno_error("setsockopt(SO_TIMESTAMPNS)", e))?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = setsockopt(&fd, sockopt::RcvBuf, &(4 << 20));
+    let index =
+        if_nametoindex(name).map_err(|e| errno_error(&format!("if_nametoindex({name})"), e))?;
+    ffi::bind_packet_all(fd.as_fd(), index)
+        .map_err(|e| errno_error(&format!("bind({name})"), e))?;
+    Ok(fd)
+}
+
 /// The reader thread's state.
 struct Reader {
     fd: OwnedFd,
+    /// Not loopback: the outgoing frames are the only copy of what this side sent.
+    keep_outgoing: bool,
     stop: Arc<AtomicBool>,
     pcap: Option<PcapWriter<BufWriter<File>>>,
     offset_ns: i128,
@@ -637,8 +696,8 @@ impl Reader {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(errno_error("recvmsg", e)),
             };
-            // The filter already drops the outgoing copy; this keeps it so without one.
-            if pkttype == libc::PACKET_OUTGOING {
+            // The filter already drops loopback's outgoing copy; this keeps it so without one.
+            if pkttype == libc::PACKET_OUTGOING && !self.keep_outgoing {
                 continue;
             }
             // Without a kernel stamp (not expected), fall back to the time of reading.
@@ -886,6 +945,17 @@ mod tests {
             assert!(run_bpf(&prog, &pkt, HOST) >= 65536);
             assert_eq!(run_bpf(&prog, &pkt, OUT), 0);
         }
+    }
+
+    #[test]
+    fn filter_off_loopback_keeps_both_directions() {
+        // A veth shows each frame once: what this side sent is only seen going out.
+        let prog = bpf_program_on(&[5000], false);
+        for pkt in [tcp4(1, 5000), tcp6(5000, 1)] {
+            assert!(run_bpf(&prog, &pkt, HOST) >= 65536);
+            assert!(run_bpf(&prog, &pkt, OUT) >= 65536);
+        }
+        assert_eq!(run_bpf(&prog, &tcp4(1, 2), OUT), 0);
     }
 
     #[test]
