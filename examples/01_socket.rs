@@ -10,13 +10,8 @@ use socklab::Role;
 use socklab::sys::{self, Domain, Flags, Type};
 
 fn main() -> common::Result {
-    common::start("Step 1: socket() creates an endpoint; nothing else happens yet.");
-    common::say(
-        "Each line: time, lane, the call as strace shows it, its result, its duration, and the \
-         TCP state the kernel reports right after it (the lab reads it with getsockopt \
-         TCP_INFO). When the example itself asks for TCP_INFO, that getsockopt has a line of \
-         its own and its state column is what the call returned.",
-    );
+    common::start(&common::t("01.title", &[]));
+    common::say(&common::t("01.legend", &[]));
     common::say("");
     common::act_as(Role::Server);
 
@@ -31,10 +26,11 @@ fn main() -> common::Result {
     sys::close(fd)?;
 
     common::say("");
-    common::say(&format!(
-        "The socket is a number for this process; the kernel says: address {addr}, state {state}."
+    common::say(&common::t(
+        "01.result",
+        &[("addr", addr.to_string()), ("state", state.to_string())],
     ));
-    common::say("No packet was sent: a socket alone talks to no one. Next: 02_bind.");
+    common::say(&common::t("01.next", &[]));
 
     common::finish();
     Ok(())

@@ -10,7 +10,7 @@ use socklab::Role;
 use socklab::sys::{self, Domain, Flags, Type};
 
 fn main() -> common::Result {
-    common::start("Step 2: bind() gives the socket its local address.");
+    common::start(&common::t("02.title", &[]));
     common::act_as(Role::Server);
 
     let fd = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
@@ -21,10 +21,12 @@ fn main() -> common::Result {
     sys::close(fd)?;
 
     common::say("");
-    common::say(&format!(
-        "The kernel reserved {addr} for this socket: no other socket can bind it now. \
-         Bound is not listening: a SYN to port {} would still get RST. Next: 03_listen.",
-        addr.port()
+    common::say(&common::t(
+        "02.result",
+        &[
+            ("addr", addr.to_string()),
+            ("port", addr.port().to_string()),
+        ],
     ));
 
     common::finish();

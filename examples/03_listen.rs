@@ -14,7 +14,7 @@ use socklab::sys::{self, Domain, Flags, Type};
 const BACKLOG: i32 = 5;
 
 fn main() -> common::Result {
-    common::start("Step 3: listen() turns the bound socket into a listener.");
+    common::start(&common::t("03.title", &[]));
     common::act_as(Role::Server);
 
     let fd = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
@@ -31,14 +31,15 @@ fn main() -> common::Result {
     sys::close(fd)?;
 
     common::say("");
-    common::say(&format!(
-        "The kernel says {}: queue {}/{} means {} connections wait for accept(), at most {}.",
-        info.state, queue.len, queue.backlog, queue.len, queue.backlog
+    common::say(&common::t(
+        "03.queue",
+        &[
+            ("state", info.state.to_string()),
+            ("len", queue.len.to_string()),
+            ("backlog", queue.backlog.to_string()),
+        ],
     ));
-    common::say(&format!(
-        "While it listened, a client could connect to {addr}, even before any accept(). \
-         Next: 04_connect."
-    ));
+    common::say(&common::t("03.next", &[("addr", addr.to_string())]));
 
     common::finish();
     Ok(())

@@ -25,9 +25,7 @@ use socklab::sys::{self, Domain, Flags, PollFlags, Type};
 const WAIT_MS: i32 = 3000;
 
 fn main() -> common::Result {
-    common::start(
-        "Step 4: connect() runs the 3-way handshake; the kernel picks the client's port.",
-    );
+    common::start(&common::t("04.title", &[]));
 
     common::act_as(Role::Server);
     let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
@@ -37,7 +35,7 @@ fn main() -> common::Result {
     let server = sys::getsockname(&listener)?;
 
     common::say("");
-    common::say("A first client connects and fills the queue:");
+    common::say(&common::t("04.first_client", &[]));
     common::act_as(Role::Client);
     let first = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
     sys::connect(&first, server)?;
@@ -47,7 +45,7 @@ fn main() -> common::Result {
     common::act_as(Role::Client);
 
     common::say("");
-    common::say("Our client connects without blocking; the server's kernel drops its SYN:");
+    common::say(&common::t("04.nonblocking", &[]));
     let fd = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
     sys::set_nonblocking(&fd, true)?;
     match sys::connect(&fd, server) {
@@ -58,12 +56,12 @@ fn main() -> common::Result {
     let waiting = common::look(&fd)?;
 
     common::say("");
-    common::say("The server accepts the first client, which makes room in the queue:");
+    common::say(&common::t("04.accept_first", &[]));
     common::act_as(Role::Server);
     let (first_conn, _) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
 
     common::say("");
-    common::say("Our client waits until the socket is writable (the SYN is sent again after 1 s):");
+    common::say(&common::t("04.wait", &[]));
     common::act_as(Role::Client);
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
     if sys::poll(&mut fds, WAIT_MS)? == 0 {
@@ -77,11 +75,7 @@ fn main() -> common::Result {
     let local = sys::getsockname(&fd)?;
 
     common::say("");
-    common::say(
-        "Both sides close (closing is step 7's subject). The clients first: the server's side \
-         of the first connection is then in CLOSE_WAIT. Our client's connection still waits in \
-         the listener's queue: closing the listener resets it:",
-    );
+    common::say(&common::t("04.close", &[]));
     sys::close(first)?;
     sys::close(fd)?;
     common::act_as(Role::Server);
@@ -92,16 +86,23 @@ fn main() -> common::Result {
     let (lo, hi) = sysctl::local_port_range();
     let inside = (lo..=hi).contains(&local.port());
     common::say("");
-    common::say(&format!(
-        "The kernel said {waiting} while our SYN went unanswered, then {done}."
+    common::say(&common::t(
+        "04.states",
+        &[("waiting", waiting.to_string()), ("done", done.to_string())],
     ));
-    common::say(&format!(
-        "Source port {} was picked by the kernel, {} ip_local_port_range {lo}-{hi}.",
-        local.port(),
-        if inside { "inside" } else { "OUTSIDE" }
+    common::say(&common::t(
+        if inside {
+            "04.port_inside"
+        } else {
+            "04.port_outside"
+        },
+        &[
+            ("port", local.port().to_string()),
+            ("range", format!("{lo}-{hi}")),
+        ],
     ));
 
-    common::say("Next: 05_accept, the server's side of the same handshake.");
+    common::say(&common::t("04.next", &[]));
     common::finish();
     Ok(())
 }

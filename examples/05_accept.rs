@@ -16,7 +16,7 @@ use socklab::sys::{self, Domain, Flags, PollFlags, Type};
 const BACKLOG: i32 = 5;
 
 fn main() -> common::Result {
-    common::start("Step 5: accept4() takes a connection off the queue as a NEW descriptor.");
+    common::start(&common::t("05.title", &[]));
 
     common::act_as(Role::Server);
     let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
@@ -25,13 +25,13 @@ fn main() -> common::Result {
     let server = sys::getsockname(&listener)?;
 
     common::say("");
-    common::say("A client connects; nobody has called accept() yet:");
+    common::say(&common::t("05.client_connects", &[]));
     common::act_as(Role::Client);
     let client = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
     sys::connect(&client, server)?;
 
     common::say("");
-    common::say("The server waits for a connection to be ready (poll for POLLIN), then takes it:");
+    common::say(&common::t("05.server_waits", &[]));
     common::act_as(Role::Server);
     // The connect above already finished the handshake, so this returns at once.
     sys::poll(
@@ -48,10 +48,7 @@ fn main() -> common::Result {
     let (listener_fd, conn_fd) = (listener.as_raw_fd(), conn.as_raw_fd());
 
     common::say("");
-    common::say(
-        "Both sides close (closing is step 7's subject). The client first: the server's side \
-         is then in CLOSE_WAIT. The server closes it, then the listener:",
-    );
+    common::say(&common::t("05.close", &[]));
     common::act_as(Role::Client);
     sys::close(client)?;
     common::act_as(Role::Server);
@@ -60,15 +57,22 @@ fn main() -> common::Result {
     sys::close(listener)?;
 
     common::say("");
-    common::say(&format!(
-        "Listener fd {listener_fd} stayed LISTEN; the accept queue went {}/{} -> {}/{}.",
-        before.len, before.backlog, after.len, after.backlog
+    common::say(&common::t(
+        "05.queue",
+        &[
+            ("fd", listener_fd.to_string()),
+            ("before", format!("{}/{}", before.len, before.backlog)),
+            ("after", format!("{}/{}", after.len, after.backlog)),
+        ],
     ));
-    common::say(&format!(
-        "accept4 returned fd {conn_fd}, connected to {}: one descriptor per connection.",
-        peer.map_or("?".to_string(), |p| p.to_string())
+    common::say(&common::t(
+        "05.new_fd",
+        &[
+            ("fd", conn_fd.to_string()),
+            ("peer", peer.map_or("?".to_string(), |p| p.to_string())),
+        ],
     ));
-    common::say("Next: 06_read_write, data over the new descriptor.");
+    common::say(&common::t("05.next", &[]));
     common::finish();
     Ok(())
 }

@@ -11,8 +11,8 @@ use socklab::Role;
 use socklab::sys::{self, Domain, Flags, Type};
 
 fn main() -> common::Result {
-    common::start("Step 6: write() and read() move a byte stream; read() = 0 means the end.");
-    common::say("Setup, as in steps 1 to 5:");
+    common::start(&common::t("06.title", &[]));
+    common::say(&common::t("setup", &[]));
 
     common::act_as(Role::Server);
     let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
@@ -26,7 +26,7 @@ fn main() -> common::Result {
     let (conn, _) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
 
     common::say("");
-    common::say("The client writes twice; the server reads with room for 1024 bytes:");
+    common::say(&common::t("06.writes_twice", &[]));
     common::act_as(Role::Client);
     let sent = sys::write(&client, b"hello ")? + sys::write(&client, b"world\n")?;
     common::act_as(Role::Server);
@@ -43,7 +43,7 @@ fn main() -> common::Result {
     }
 
     common::say("");
-    common::say("The server answers in one write; the client reads 5 bytes at a time:");
+    common::say(&common::t("06.answers", &[]));
     let reply = got.to_ascii_uppercase();
     socklab::servers::write_all(&conn, &reply)?;
     common::act_as(Role::Client);
@@ -60,26 +60,27 @@ fn main() -> common::Result {
     }
 
     common::say("");
-    common::say("The client closes; the server's next read returns 0 (end of stream):");
+    common::say(&common::t("06.client_closes", &[]));
     sys::close(client)?;
     common::act_as(Role::Server);
     let eof = sys::read(&conn, &mut buf)?;
 
     common::say("");
-    common::say("The server closes the connection (its side is in CLOSE_WAIT), then the listener:");
+    common::say(&common::t("06.server_closes", &[]));
     sys::close(conn)?;
     sys::close(listener)?;
 
     common::say("");
-    common::say(&format!(
-        "2 writes ({sent} bytes) came out as {reads} read(s); 1 write ({} bytes) as {pieces} \
-         reads of at most 5. The kernel keeps no message boundaries in TCP.",
-        reply.len()
+    common::say(&common::t(
+        "06.stream",
+        &[
+            ("sent", sent.to_string()),
+            ("reads", reads.to_string()),
+            ("len", reply.len().to_string()),
+            ("pieces", pieces.to_string()),
+        ],
     ));
-    common::say(&format!(
-        "The last read returned {eof}: the client's FIN, as end of stream. Next: \
-         07_shutdown_close."
-    ));
+    common::say(&common::t("06.eof", &[("eof", eof.to_string())]));
     common::finish();
     Ok(())
 }

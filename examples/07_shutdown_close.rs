@@ -15,8 +15,8 @@ use socklab::sys::{self, Domain, Flags, How, Type};
 use socklab::{Role, TcpState};
 
 fn main() -> common::Result {
-    common::start("Step 7: shutdown() and close() end the connection with two FINs.");
-    common::say("Setup, as in steps 1 to 5:");
+    common::start(&common::t("07.title", &[]));
+    common::say(&common::t("setup", &[]));
 
     common::act_as(Role::Server);
     let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
@@ -31,27 +31,27 @@ fn main() -> common::Result {
     let (conn, _) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
 
     common::say("");
-    common::say("The client shuts down its sending side: FIN goes out, the client is in FIN_WAIT:");
+    common::say(&common::t("07.shutdown", &[]));
     common::act_as(Role::Client);
     sys::shutdown(&client, How::Write)?;
     let after_fin = common::look(&client)?;
 
     common::say("");
-    common::say("The server reads the end of stream; its socket is in CLOSE_WAIT:");
+    common::say(&common::t("07.reads_eof", &[]));
     common::act_as(Role::Server);
     let mut buf = [0u8; 1024];
     sys::read(&conn, &mut buf)?;
     let after_eof = common::kernel_table(local, server)?;
 
     common::say("");
-    common::say("Half-closed: the server can still write and the client still read:");
+    common::say(&common::t("07.half_closed", &[]));
     socklab::servers::write_all(&conn, b"last words\n")?;
     common::act_as(Role::Client);
     sys::read(&client, &mut buf)?;
     let half_closed = common::look(&client)?;
 
     common::say("");
-    common::say("The server closes: its FIN goes out, the client's read returns 0:");
+    common::say(&common::t("07.server_closes", &[]));
     common::act_as(Role::Server);
     sys::close(conn)?;
     common::act_as(Role::Client);
@@ -60,43 +60,40 @@ fn main() -> common::Result {
     let after_server_close = common::kernel_table(local, server)?;
 
     common::say("");
-    common::say("The client closes its descriptor; the kernel keeps the TIME_WAIT entry:");
+    common::say(&common::t("07.client_closes", &[]));
     sys::close(client)?;
     let after_close = common::kernel_table(local, server)?;
 
     common::say("");
-    common::say(
-        "The server closes its listener too; the connection never needed it after accept():",
-    );
+    common::say(&common::t("07.listener", &[]));
     common::act_as(Role::Server);
     sys::close(listener)?;
 
     common::say("");
-    common::say(&format!(
-        "Client, the first to send FIN: {after_fin} right after shutdown(), {half_closed} \
-         when it read the server's last words."
+    common::say(&common::t(
+        "07.client_states",
+        &[
+            ("after_fin", after_fin.to_string()),
+            ("half_closed", half_closed.to_string()),
+        ],
     ));
     if side(&after_eof, Role::Client) == Some(TcpState::FinWait1) {
-        common::say(
-            "It was still FIN_WAIT1 after the server had read the FIN: Linux delays the ACK of \
-             a FIN (delayed ACK) to send it with data, or after a short timer.",
-        );
+        common::say(&common::t("07.delayed_ack", &[]));
     }
-    common::say(&format!(
-        "After the server's FIN, the client's descriptor reads {on_fd} while the kernel's \
-         table lists the connection as {}: the kernel moved it to a timewait socket. After \
-         close() the table still lists {}: it needs no process and keeps the address pair \
-         busy for 60 s.",
-        names(&after_server_close, Role::Client),
-        names(&after_close, Role::Client),
+    common::say(&common::t(
+        "07.time_wait",
+        &[
+            ("on_fd", on_fd.to_string()),
+            ("table", names(&after_server_close, Role::Client)),
+            ("after_close", names(&after_close, Role::Client)),
+        ],
     ));
-    common::say(&format!(
-        "Server: {} after reading the FIN; after its close() the table lists {}. LAST_ACK \
-         lasts only until the client's ACK, microseconds on loopback: too short to catch by \
-         asking, like FIN_WAIT1 when the ACK is not delayed. socklab's `--kernel` observer \
-         (the sock:inet_sock_set_state tracepoint) sees every transition.",
-        names(&after_eof, Role::Server),
-        names(&after_server_close, Role::Server),
+    common::say(&common::t(
+        "07.server_states",
+        &[
+            ("after_eof", names(&after_eof, Role::Server)),
+            ("after_close", names(&after_server_close, Role::Server)),
+        ],
     ));
     common::finish();
     Ok(())
@@ -115,7 +112,7 @@ fn names(table: &[(Role, TcpState)], role: Role) -> String {
         .map(|(_, s)| s.name())
         .collect();
     if names.is_empty() {
-        "nothing".to_string()
+        common::t("07.nothing", &[])
     } else {
         names.join(", ")
     }

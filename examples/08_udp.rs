@@ -13,7 +13,7 @@ use socklab::sys::{self, Domain, Flags, Type};
 const MESSAGES: [&[u8]; 3] = [b"one", b"two words", b"and three words"];
 
 fn main() -> common::Result {
-    common::start("Step 8: UDP sends datagrams: no connection, boundaries kept.");
+    common::start(&common::t("08.title", &[]));
 
     common::act_as(Role::Server);
     let server = sys::socket(Domain::Inet, Type::Datagram, Flags::SOCK_CLOEXEC)?;
@@ -21,7 +21,7 @@ fn main() -> common::Result {
     let addr = sys::getsockname(&server)?;
 
     common::say("");
-    common::say("The client sends three datagrams, with no connect() first:");
+    common::say(&common::t("08.sends", &[]));
     common::act_as(Role::Client);
     let client = sys::socket(Domain::Inet, Type::Datagram, Flags::SOCK_CLOEXEC)?;
     for msg in MESSAGES {
@@ -32,7 +32,7 @@ fn main() -> common::Result {
     let port = sys::getsockname(&client)?.port();
 
     common::say("");
-    common::say("The server receives them with room for 1024 bytes each time:");
+    common::say(&common::t("08.receives", &[]));
     common::act_as(Role::Server);
     let mut buf = [0u8; 1024];
     let mut sizes = Vec::new();
@@ -49,19 +49,17 @@ fn main() -> common::Result {
 
     let sent: Vec<usize> = MESSAGES.iter().map(|m| m.len()).collect();
     common::say("");
-    common::say(&format!(
-        "Sent {sent:?} bytes, received {sizes:?}: one recvfrom() per datagram, each with its \
-         sender's address."
+    common::say(&common::t(
+        "08.sizes",
+        &[
+            ("sent", format!("{sent:?}")),
+            ("sizes", format!("{sizes:?}")),
+        ],
     ));
     if senders.iter().all(|s| s.port() == port) {
-        common::say(&format!(
-            "The sender's port {port} is the one the kernel gave the client at its first \
-             sendto(): an unbound UDP socket gets an ephemeral port on first use."
-        ));
+        common::say(&common::t("08.sender_port", &[("port", port.to_string())]));
     }
-    common::say(
-        "No state column: UDP sockets have no TCP state, and no packet was sent before the data.",
-    );
+    common::say(&common::t("08.no_state", &[]));
     common::finish();
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::client::{self, ClientConfig};
 use crate::demo::{self, DemoConfig, View};
@@ -40,7 +40,8 @@ struct Global {
     /// Do not read TCP_INFO after each call (events then carry no tcp_state).
     #[arg(long, global = true)]
     no_probe: bool,
-    /// Language of the notes: en (more to come); default from LANG/LC_ALL.
+    /// Language of the notes and explanations: en or ko; default from SOCKLAB_LANG, LC_ALL,
+    /// LC_MESSAGES or LANG (ko_KR.UTF-8 picks ko), else en.
     #[arg(long, global = true, value_name = "LANG")]
     lang: Option<String>,
 }
@@ -67,6 +68,36 @@ enum Command {
     /// Run a scenario: one socket behaviour reproduced on the real kernel, explained and
     /// checked (exit 1 when the kernel did otherwise).
     Scenario(ScenarioArgs),
+    /// A short reference: a system call, TCP state, errno or concept, and the command that
+    /// shows it live.
+    Explain(ExplainArgs),
+    /// Walk the course in order (what a server is, IP and port, the socket calls, the
+    /// handshake, the backlog, accept, server models, TCP vs UDP), running each part live.
+    Tour(TourArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExplainArgs {
+    /// What to explain: accept4, SYN_RECV, ECONNREFUSED, backlog, time-wait, ... (any case;
+    /// - and _ are alike).
+    #[arg(required_unless_present = "list")]
+    topic: Option<String>,
+    /// List every topic, one line each.
+    #[arg(long)]
+    list: bool,
+}
+
+#[derive(Debug, Args)]
+struct TourArgs {
+    /// Go on to the next stop after MS milliseconds instead of waiting for Enter (0: at once).
+    #[arg(long, value_name = "MS")]
+    step_delay: Option<u64>,
+    /// Start at stop N (1-based).
+    #[arg(long, value_name = "N", conflicts_with = "only", value_parser = clap::value_parser!(u64).range(1..))]
+    from: Option<u64>,
+    /// Run stop N only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    only: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -270,9 +301,9 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
     let bad = || {
-        Error::Usage(format!(
-            "invalid host '{host}': not an IP address and not a name this machine can resolve \
-             (try 127.0.0.1 or ::1)"
+        Error::Usage(notes::text(
+            "cli.invalid_host",
+            &[("host", host.to_string())],
         ))
     };
     (host, port)
@@ -282,19 +313,16 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
         .ok_or_else(bad)
 }
 
-/// The language from `--lang`, else from LC_ALL/LC_MESSAGES/LANG (`ko_KR.UTF-8` -> `ko`).
-fn pick_lang(flag: Option<&str>) -> String {
-    if let Some(l) = flag {
-        return l.to_string();
+/// The language from `--lang`, else from the environment ([`notes::lang_from_env`]). An
+/// unknown `--lang` gives English and is returned second, to be reported.
+fn pick_lang(flag: Option<&str>) -> (&'static str, Option<String>) {
+    match flag {
+        Some(l) => match notes::lang_of_locale(l) {
+            Some(code) => (code, None),
+            None => (notes::FALLBACK, Some(l.to_string())),
+        },
+        None => (notes::lang_from_env(), None),
     }
-    for var in ["LC_ALL", "LC_MESSAGES", "LANG"] {
-        if let Ok(v) = std::env::var(var)
-            && !v.is_empty()
-        {
-            return v.split(['_', '.', '@']).next().unwrap_or("en").to_string();
-        }
-    }
-    notes::FALLBACK.to_string()
 }
 
 fn install_sink(global: &Global, role: Option<Role>) {
@@ -319,7 +347,7 @@ fn run_scenario(a: &ScenarioArgs, json: bool) -> Result<(), Error> {
     if a.list {
         let mut text = String::new();
         for s in scenarios::ALL {
-            text.push_str(&format!("{:<20} {}\n", s.name, s.summary));
+            text.push_str(&format!("{:<20} {}\n", s.name, s.summary()));
         }
         crate::render::write_or_exit(&mut io::stdout().lock(), text.as_bytes(), true);
         return Ok(());
@@ -327,9 +355,9 @@ fn run_scenario(a: &ScenarioArgs, json: bool) -> Result<(), Error> {
     let name = a.name.as_deref().unwrap_or_default();
     let s = scenarios::find(name).ok_or_else(|| {
         let names: Vec<_> = scenarios::ALL.iter().map(|s| s.name).collect();
-        Error::Usage(format!(
-            "no scenario called '{name}'; try one of: {} (socklab scenario --list)",
-            names.join(", ")
+        Error::Usage(notes::text(
+            "cli.no_scenario",
+            &[("name", name.to_string()), ("names", names.join(", "))],
         ))
     })?;
     let outcome = scenarios::runner::run(s, &a.show.observe())?;
@@ -345,9 +373,67 @@ fn run_scenario(a: &ScenarioArgs, json: bool) -> Result<(), Error> {
     }
 }
 
+fn run_explain(a: &ExplainArgs) -> Result<(), Error> {
+    let text = match (&a.topic, a.list) {
+        (Some(topic), false) => crate::explain::explain(topic).map_err(|close| {
+            let key = if close.is_empty() {
+                "cli.no_topic"
+            } else {
+                "cli.no_topic_close"
+            };
+            Error::Usage(notes::text(
+                key,
+                &[("topic", topic.clone()), ("close", close.join(", "))],
+            ))
+        })?,
+        (_, true) | (None, false) => crate::explain::list(),
+    };
+    crate::render::write_or_exit(&mut io::stdout().lock(), text.as_bytes(), true);
+    Ok(())
+}
+
+fn run_tour(a: &TourArgs, lang: String) -> Result<(), Error> {
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
+    let stops = crate::tour::STOPS.len();
+    let (from, to) = match (a.from, a.only) {
+        (_, Some(n)) => (n as usize, n as usize),
+        (Some(n), None) => (n as usize, stops),
+        (None, None) => (1, stops),
+    };
+    if from > stops {
+        return Err(Error::Usage(notes::text(
+            "cli.no_stop",
+            &[("n", from.to_string()), ("stops", stops.to_string())],
+        )));
+    }
+    let server_models = Cli::command()
+        .find_subcommand("server")
+        .is_some_and(|c| c.get_arguments().any(|arg| arg.get_id() == "model"));
+    crate::tour::run(&crate::tour::TourConfig {
+        exe,
+        lang,
+        step_delay: a.step_delay.map(std::time::Duration::from_millis),
+        from,
+        to,
+        server_models,
+    })
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let lang = notes::set_lang(&pick_lang(cli.global.lang.as_deref()));
+    let (choice, unknown) = pick_lang(cli.global.lang.as_deref());
+    let lang = notes::set_lang(choice);
+    if let Some(asked) = unknown {
+        let known: Vec<_> = notes::languages().collect();
+        eprintln!(
+            "socklab: {}",
+            notes::text(
+                "cli.unknown_lang",
+                &[("lang", asked), ("known", known.join(", "))]
+            )
+        );
+    }
     match cli.command {
         Command::Server(a) => {
             let addr = resolve(&a.host, a.port)?;
@@ -399,6 +485,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             demo::present(&run, &a.show.view(cli.global.json, private_net))
         }
         Command::Scenario(a) => run_scenario(&a, cli.global.json),
+        Command::Explain(a) => run_explain(&a),
+        Command::Tour(a) => run_tour(&a, lang),
         Command::Ss(a) => {
             let entries = crate::observe::sock_diag::tcp_sockets(&a.ports)
                 .map_err(|e| Error::Other(e.to_string()))?;

@@ -51,7 +51,16 @@ impl fmt::Display for Error {
                 target,
                 errno,
             } => {
-                write!(f, "{call} {target} failed: {errno:?} ({})", errno.desc())?;
+                let what = crate::notes::text(
+                    "error.sys",
+                    &[
+                        ("call", call.to_string()),
+                        ("target", target.clone()),
+                        ("errno", format!("{errno:?}")),
+                        ("desc", errno.desc().to_string()),
+                    ],
+                );
+                f.write_str(&what)?;
                 if let Some(why) = explain_errno(*errno) {
                     let why = why.split_once(": ").map_or(why.as_str(), |(_, rest)| rest);
                     write!(f, ". {why}")?;

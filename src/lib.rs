@@ -11,6 +11,7 @@
 //! - [`netns`], [`hosts`]: network namespaces: a private loopback, two computers and a router;
 //! - [`trace`]: the lab's events beside strace's lines for the same calls;
 //! - [`wire`]: the slow-motion wire, every packet held in the kernel until released;
+//! - [`explain`] and [`tour`]: the reference (`socklab explain`) and the guided course;
 //! - [`cli`]: the command line.
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod client;
 pub mod demo;
 pub mod error;
 pub mod event;
+pub mod explain;
 pub mod hosts;
 pub mod netns;
 pub mod notes;
@@ -33,6 +35,7 @@ pub mod servers;
 pub mod sys;
 pub mod tcp_state;
 pub mod timeline;
+pub mod tour;
 pub mod trace;
 pub mod wire;
 

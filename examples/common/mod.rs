@@ -14,6 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 
 use socklab::event::{AcceptQueue, Body, Event, StateChange};
+use socklab::notes;
 use socklab::observe::sock_diag;
 use socklab::record::{self, Options, Sink};
 use socklab::render::{human, json::JsonLines};
@@ -28,8 +29,18 @@ pub fn json() -> bool {
     std::env::var("SOCKLAB_JSON").is_ok_and(|v| v == "1")
 }
 
-/// Installs the sink: from here on every `socklab::sys` call prints its event.
+/// The example's own sentence `example.KEY` from the catalogue, in the language of the run
+/// (SOCKLAB_LANG, else LC_ALL/LC_MESSAGES/LANG: the examples take no flags).
+pub fn t(key: &str, args: &[(&str, String)]) -> String {
+    // The first call chooses the language for the process (a later set_lang cannot).
+    notes::set_lang(notes::lang_from_env());
+    notes::text(&format!("example.{key}"), args)
+}
+
+/// Picks the language, installs the sink (from here on every `socklab::sys` call prints its
+/// event) and prints the example's title.
 pub fn start(title: &str) {
+    notes::set_lang(notes::lang_from_env());
     if json() {
         record::install(
             Box::new(JsonLines::new(std::io::stdout(), true)),

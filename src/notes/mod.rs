@@ -2,11 +2,13 @@
 //! decides which events deserve one.
 //!
 //! A catalogue is one TOML file under `locales/` (`key = "text with {name}"`). Adding a language
-//! is adding a file and a line in [`CATALOGUES`].
+//! is adding a file and a line in [`CATALOGUES`]; every catalogue has the same keys, and each
+//! key the same `{name}` placeholders, as the English one (checked by [`Catalogue::mismatches`]
+//! in the tests).
 
 pub mod narrate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use crate::event::Note;
@@ -14,7 +16,10 @@ use crate::event::Note;
 pub use narrate::narrate_syscall;
 
 /// The catalogues compiled into socklab: (language code, TOML text).
-pub const CATALOGUES: &[(&str, &str)] = &[("en", include_str!("../../locales/en.toml"))];
+pub const CATALOGUES: &[(&str, &str)] = &[
+    ("en", include_str!("../../locales/en.toml")),
+    ("ko", include_str!("../../locales/ko.toml")),
+];
 
 /// The language used when none is chosen or a key is missing.
 pub const FALLBACK: &str = "en";
@@ -45,6 +50,77 @@ impl Catalogue {
             .find(|(l, _)| *l == lang)
             .map(|(l, text)| Catalogue::parse(l, text).expect("built-in catalogues parse"))
     }
+
+    /// How this catalogue differs from `reference` (the English one): keys missing here,
+    /// keys only here, and keys whose placeholder sets differ. Empty when they match.
+    pub fn mismatches(&self, reference: &Catalogue) -> Vec<String> {
+        let mut out = Vec::new();
+        let mine: BTreeSet<&String> = self.messages.keys().collect();
+        let theirs: BTreeSet<&String> = reference.messages.keys().collect();
+        for k in theirs.difference(&mine) {
+            out.push(format!("{}: missing {k}", self.lang));
+        }
+        for k in mine.difference(&theirs) {
+            out.push(format!("{}: {k} is not in {}", self.lang, reference.lang));
+        }
+        for k in mine.intersection(&theirs) {
+            let (a, b) = (
+                placeholders(&self.messages[*k]),
+                placeholders(&reference.messages[*k]),
+            );
+            if a != b {
+                out.push(format!(
+                    "{}: {k} has placeholders {a:?}, {} has {b:?}",
+                    self.lang, reference.lang
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// The `{name}` placeholders of a template (names of letters, digits and `_`; other braces,
+/// such as `SO_LINGER {1, 0}`, are text).
+pub fn placeholders(template: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        rest = &rest[start + 1..];
+        if let Some(end) = rest.find('}') {
+            let name = &rest[..end];
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                out.insert(name.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The language codes socklab has a catalogue for.
+pub fn languages() -> impl Iterator<Item = &'static str> {
+    CATALOGUES.iter().map(|(l, _)| *l)
+}
+
+/// The language code a locale names, if socklab has a catalogue for it: `ko`, `ko_KR.UTF-8`
+/// and `ko-KR` give `ko`; `C`, `POSIX` and unknown languages give `None`.
+pub fn lang_of_locale(locale: &str) -> Option<&'static str> {
+    let code = locale
+        .split(['_', '-', '.', '@'])
+        .next()?
+        .to_ascii_lowercase();
+    languages().find(|l| *l == code)
+}
+
+/// The language the environment asks for: SOCKLAB_LANG, else the first of LC_ALL,
+/// LC_MESSAGES and LANG that is set (as setlocale(3) reads them), if socklab has that
+/// language; else English. (The examples, which take no flags, read it too.)
+pub fn lang_from_env() -> &'static str {
+    ["SOCKLAB_LANG", "LC_ALL", "LC_MESSAGES", "LANG"]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|v| !v.is_empty())
+        .and_then(|v| lang_of_locale(&v))
+        .unwrap_or(FALLBACK)
 }
 
 static ACTIVE: OnceLock<(Catalogue, Catalogue)> = OnceLock::new();
@@ -64,6 +140,12 @@ fn load(lang: &str) -> (Catalogue, Catalogue) {
 
 fn catalogues() -> &'static (Catalogue, Catalogue) {
     ACTIVE.get_or_init(|| load(FALLBACK))
+}
+
+/// The language in use (`en` until [`set_lang`] chose another).
+pub fn lang() -> &'static str {
+    let (active, _) = catalogues();
+    &active.lang
 }
 
 /// True when the catalogue has a message for `key`.
@@ -113,6 +195,33 @@ mod tests {
             let c = Catalogue::builtin(lang).unwrap();
             assert!(!c.messages.is_empty());
         }
+    }
+
+    #[test]
+    fn every_catalogue_has_the_english_keys_and_placeholders() {
+        let en = Catalogue::builtin("en").unwrap();
+        for (lang, _) in CATALOGUES {
+            let c = Catalogue::builtin(lang).unwrap();
+            let bad = c.mismatches(&en);
+            assert!(bad.is_empty(), "{}", bad.join("\n"));
+        }
+    }
+
+    #[test]
+    fn placeholders_are_names_in_braces() {
+        let p = placeholders("fd {fd} of {peer}; SO_LINGER {1, 0} {l_onoff=1} {}");
+        assert_eq!(p.into_iter().collect::<Vec<_>>(), ["fd", "peer"]);
+    }
+
+    #[test]
+    fn locales_name_languages() {
+        assert_eq!(lang_of_locale("ko_KR.UTF-8"), Some("ko"));
+        assert_eq!(lang_of_locale("ko"), Some("ko"));
+        assert_eq!(lang_of_locale("KO-kr"), Some("ko"));
+        assert_eq!(lang_of_locale("en_US.UTF-8"), Some("en"));
+        assert_eq!(lang_of_locale("C.UTF-8"), None);
+        assert_eq!(lang_of_locale("POSIX"), None);
+        assert_eq!(lang_of_locale("fr_FR.UTF-8"), None);
     }
 
     #[test]

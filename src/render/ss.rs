@@ -1,38 +1,42 @@
 //! A sock_diag snapshot as a table, like `ss -tan`, with what each row means.
 
+use crate::notes;
 use crate::observe::sock_diag::SockEntry;
 use crate::tcp_state::TcpState;
 
-/// One line of plain language for a socket in `state`.
+/// One line of plain language for a socket in `state`, in the language of the run.
 pub fn meaning(e: &SockEntry) -> String {
-    match e.state {
-        TcpState::Listen => format!(
-            "listener: {} connection(s) wait for accept(), backlog {}",
-            e.recv_q, e.send_q
-        ),
-        TcpState::SynRecv => "half-open: SYN received, SYN|ACK sent, waiting for the final ACK (a request socket, no fd yet)".into(),
-        TcpState::SynSent => "connect() sent SYN and waits for SYN|ACK".into(),
-        TcpState::Established if e.inode == 0 => {
-            "established, waiting in a listener's accept queue (no fd until accept)".into()
-        }
-        TcpState::Established => format!("open; {} byte(s) unread, {} unsent", e.recv_q, e.send_q),
-        TcpState::FinWait1 => "closed by us: FIN sent, not yet acknowledged".into(),
-        TcpState::FinWait2 => "closed by us: FIN acknowledged, waiting for the peer's FIN".into(),
-        TcpState::TimeWait => "active closer's wait (2*MSL) before the address may be reused; no fd, kernel-held".into(),
-        TcpState::CloseWait => "the peer closed (FIN received); this side has not closed yet".into(),
-        TcpState::LastAck => "closed after the peer: our FIN waits for its ACK".into(),
-        TcpState::Closing => "both sides closed at once: FINs crossed".into(),
-        TcpState::Close => "closed".into(),
-        TcpState::NewSynRecv => "half-open request socket".into(),
-        TcpState::BoundInactive => "bound, neither listening nor connected".into(),
-    }
+    let (recv_q, send_q) = (e.recv_q.to_string(), e.send_q.to_string());
+    let key = match e.state {
+        TcpState::Listen => "ss.LISTEN",
+        TcpState::SynRecv => "ss.SYN_RECV",
+        TcpState::SynSent => "ss.SYN_SENT",
+        // A child socket that no accept() has taken yet has no descriptor, so no inode.
+        TcpState::Established if e.inode == 0 => "ss.ESTABLISHED.queued",
+        TcpState::Established => "ss.ESTABLISHED",
+        TcpState::FinWait1 => "ss.FIN_WAIT1",
+        TcpState::FinWait2 => "ss.FIN_WAIT2",
+        TcpState::TimeWait => "ss.TIME_WAIT",
+        TcpState::CloseWait => "ss.CLOSE_WAIT",
+        TcpState::LastAck => "ss.LAST_ACK",
+        TcpState::Closing => "ss.CLOSING",
+        TcpState::Close => "ss.CLOSE",
+        TcpState::NewSynRecv => "ss.NEW_SYN_RECV",
+        TcpState::BoundInactive => "ss.BOUND_INACTIVE",
+    };
+    notes::text(key, &[("recv_q", recv_q), ("send_q", send_q)])
 }
 
 /// The snapshot as an aligned table with a meaning column.
 pub fn table(entries: &[SockEntry]) -> String {
     let mut out = format!(
         "{:<12} {:>6} {:>6}  {:<24} {:<24} {}\n",
-        "State", "Recv-Q", "Send-Q", "Local", "Remote", "Meaning"
+        "State",
+        "Recv-Q",
+        "Send-Q",
+        "Local",
+        "Remote",
+        notes::text("ss.meaning", &[])
     );
     for e in entries {
         out.push_str(&format!(

@@ -24,7 +24,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "backlog",
-    summary: "listen(1), no accept: the accept queue fills, later SYNs are dropped and retried",
     ipv6: false,
     run,
     expect,
@@ -245,7 +244,7 @@ fn expect() -> Vec<Expect> {
             errno: "EINPROGRESS",
         },
         Expect::Custom {
-            what: "TCP_INFO: the accept queue held backlog + 1 = 2 connections",
+            key: "scenario.backlog.check.queue_full",
             tier: Tier::Always,
             check: queue_filled,
         },
@@ -254,12 +253,12 @@ fn expect() -> Vec<Expect> {
             state: SynSent,
         },
         Expect::Custom {
-            what: "the last clients got in about 1 s later (their SYN retransmission timer)",
+            key: "scenario.backlog.check.retransmitted",
             tier: Tier::Always,
             check: late_by_a_timer,
         },
         Expect::Custom {
-            what: "every client was accepted and TCP_INFO shows the queue empty",
+            key: "scenario.backlog.check.all_accepted",
             tier: Tier::Always,
             check: queue_drained,
         },
@@ -273,7 +272,7 @@ fn expect() -> Vec<Expect> {
             to: Established,
         },
         Expect::Custom {
-            what: "a client sent the same SYN twice; only the second was answered",
+            key: "scenario.backlog.check.syn_twice",
             tier: Tier::Packets,
             check: syn_retransmitted,
         },

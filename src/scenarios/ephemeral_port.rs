@@ -18,7 +18,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "ephemeral-port",
-    summary: "the kernel picks the client's source port at connect(); bind() first fixes it",
     ipv6: false,
     run,
     expect,
@@ -152,7 +151,7 @@ fn expect() -> Vec<Expect> {
             state: Established,
         },
         Expect::Custom {
-            what: "before connect() getsockname() shows no port (0.0.0.0:0)",
+            key: "scenario.ephemeral-port.check.no_port_before",
             tier: Tier::Always,
             check: |events| {
                 let names: Vec<String> = getsocknames(events).iter().map(|s| addr_arg(s)).collect();
@@ -164,7 +163,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "after connect() the kernel-picked ports lie in ip_local_port_range and differ",
+            key: "scenario.ephemeral-port.check.in_range",
             tier: Tier::Always,
             check: |events| {
                 let (lo, hi) = sysctl::local_port_range();
@@ -181,7 +180,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "the client that bind()s a port first keeps it after connect()",
+            key: "scenario.ephemeral-port.check.bind_kept",
             tier: Tier::Always,
             check: |events| {
                 let bound = bound_ports(events);
@@ -195,7 +194,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "sock_diag lists three client connections to the one server port",
+            key: "scenario.ephemeral-port.check.three_listed",
             tier: Tier::Always,
             check: |events| {
                 let mut ports: Vec<u16> = events
@@ -218,7 +217,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "the tracepoint saw SYN_SENT with source port 0: the port is picked inside connect()",
+            key: "scenario.ephemeral-port.check.port_in_connect",
             tier: Tier::Kernel,
             check: |events| {
                 let zero =
@@ -241,7 +240,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "each SYN left from the port getsockname() reported",
+            key: "scenario.ephemeral-port.check.syn_from_port",
             tier: Tier::Packets,
             check: |events| {
                 let mut syn: Vec<u16> = events

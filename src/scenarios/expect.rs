@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::event::{Body, Event, Lane};
+use crate::notes;
 use crate::tcp_state::TcpState;
 
 /// Which observer an expectation needs.
@@ -52,8 +53,8 @@ pub enum Expect {
     },
     /// Anything else, as a function of the events.
     Custom {
-        /// What it checks, for the report.
-        what: &'static str,
+        /// What it checks, for the report: a catalogue key (`scenario.NAME.check.ID`).
+        key: &'static str,
         /// Which observer it needs.
         tier: Tier,
         /// The check: Err says what was seen instead.
@@ -81,35 +82,53 @@ pub struct Check {
     pub status: Status,
 }
 
-fn lane_name(lane: Lane) -> &'static str {
-    match lane {
-        Lane::Client => "client",
-        Lane::Wire => "wire",
-        Lane::Server => "server",
-        Lane::Lab => "lab",
-    }
+/// The lane's name in the language of the run (`client`).
+fn lane_name(lane: Lane) -> String {
+    let key = match lane {
+        Lane::Client => "lane.client",
+        Lane::Wire => "lane.wire",
+        Lane::Server => "lane.server",
+        Lane::Lab => "lane.lab",
+    };
+    notes::text(key, &[])
 }
 
+/// What was expected, in the language of the run.
 impl fmt::Display for Expect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Expect::Errno { lane, call, errno } => {
-                write!(f, "{} {call}() returns -1 {errno}", lane_name(*lane))
-            }
-            Expect::State { lane, state } => {
-                write!(
-                    f,
-                    "the kernel shows a {} socket in {state}",
-                    lane_name(*lane)
-                )
-            }
+        let text = match self {
+            Expect::Errno { lane, call, errno } => notes::text(
+                "expect.errno",
+                &[
+                    ("lane", lane_name(*lane)),
+                    ("call", call.to_string()),
+                    ("errno", errno.to_string()),
+                ],
+            ),
+            Expect::State { lane, state } => notes::text(
+                "expect.state",
+                &[("lane", lane_name(*lane)), ("state", state.to_string())],
+            ),
             Expect::Transition { lane, from, to } => match from {
-                Some(from) => write!(f, "tracepoint: {} {from} -> {to}", lane_name(*lane)),
-                None => write!(f, "tracepoint: {} -> {to}", lane_name(*lane)),
+                Some(from) => notes::text(
+                    "expect.transition",
+                    &[
+                        ("lane", lane_name(*lane)),
+                        ("from", from.to_string()),
+                        ("to", to.to_string()),
+                    ],
+                ),
+                None => notes::text(
+                    "expect.transition_any",
+                    &[("lane", lane_name(*lane)), ("to", to.to_string())],
+                ),
             },
-            Expect::Packet { flags } => write!(f, "a {flags} packet on the wire"),
-            Expect::Custom { what, .. } => f.write_str(what),
-        }
+            Expect::Packet { flags } => {
+                notes::text("expect.packet", &[("flags", flags.to_string())])
+            }
+            Expect::Custom { key, .. } => notes::text(key, &[]),
+        };
+        f.write_str(&text)
     }
 }
 
@@ -129,8 +148,8 @@ impl Expect {
     pub fn check(&self, events: &[Event], kernel: bool, packets: bool) -> Check {
         let what = self.to_string();
         let status = match self.tier() {
-            Tier::Kernel if !kernel => Status::Skipped("needs the tracepoint (root)".into()),
-            Tier::Packets if !packets => Status::Skipped("needs packet capture (root)".into()),
+            Tier::Kernel if !kernel => Status::Skipped(notes::text("expect.needs_kernel", &[])),
+            Tier::Packets if !packets => Status::Skipped(notes::text("expect.needs_packets", &[])),
             Tier::Always | Tier::Kernel | Tier::Packets => match self.seen(events) {
                 Ok(()) => Status::Passed,
                 Err(why) => Status::Failed(why),
@@ -151,13 +170,19 @@ impl Expect {
                 if calls.iter().any(|s| s.errno.as_deref() == Some(errno)) {
                     Ok(())
                 } else if calls.is_empty() {
-                    Err(format!("no {call}() on the {} lane", lane_name(*lane)))
+                    Err(notes::text(
+                        "expect.no_call",
+                        &[("call", call.to_string()), ("lane", lane_name(*lane))],
+                    ))
                 } else {
                     let got: Vec<_> = calls
                         .iter()
                         .map(|s| s.errno.clone().unwrap_or_else(|| format!("= {}", s.ret)))
                         .collect();
-                    Err(format!("{call}() gave {}", got.join(", ")))
+                    Err(notes::text(
+                        "expect.call_gave",
+                        &[("call", call.to_string()), ("got", got.join(", "))],
+                    ))
                 }
             }
             Expect::State { lane, state } => {
@@ -172,7 +197,10 @@ impl Expect {
                 if seen {
                     Ok(())
                 } else {
-                    Err(format!("no {state} seen on the {} lane", lane_name(*lane)))
+                    Err(notes::text(
+                        "expect.no_state",
+                        &[("state", state.to_string()), ("lane", lane_name(*lane))],
+                    ))
                 }
             }
             Expect::Transition { lane, from, to } => {
@@ -190,7 +218,7 @@ impl Expect {
                 if seen {
                     Ok(())
                 } else {
-                    Err("the tracepoint did not report it".into())
+                    Err(notes::text("expect.no_transition", &[]))
                 }
             }
             Expect::Packet { flags } => {
@@ -201,7 +229,10 @@ impl Expect {
                 if seen {
                     Ok(())
                 } else {
-                    Err(format!("no {flags} packet captured"))
+                    Err(notes::text(
+                        "expect.no_packet",
+                        &[("flags", flags.to_string())],
+                    ))
                 }
             }
             Expect::Custom { check, .. } => check(events),

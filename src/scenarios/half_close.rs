@@ -17,7 +17,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "half-close",
-    summary: "shutdown(SHUT_WR): the peer reads EOF but still sends; FIN_WAIT2 and CLOSE_WAIT",
     ipv6: false,
     run,
     expect,
@@ -110,7 +109,7 @@ fn expect() -> Vec<Expect> {
     use Lane::{Client, Server};
     vec![
         Expect::Custom {
-            what: "client in FIN_WAIT1 or FIN_WAIT2 right after shutdown(SHUT_WR)",
+            key: "scenario.half-close.check.fin_wait",
             tier: Tier::Always,
             check: fin_wait_after_shutdown,
         },
@@ -123,7 +122,7 @@ fn expect() -> Vec<Expect> {
             state: FinWait2,
         },
         Expect::Custom {
-            what: "server read() = 0, then its write() still reaches the client (in FIN_WAIT2)",
+            key: "scenario.half-close.check.still_writes",
             tier: Tier::Always,
             check: sends_after_eof,
         },

@@ -11,7 +11,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "handshake",
-    summary: "3-way handshake, one request/reply, orderly close: every state of both sides",
     ipv6: false,
     run,
     expect,

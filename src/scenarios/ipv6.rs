@@ -12,7 +12,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "ipv6",
-    summary: "the handshake over ::1: AF_INET6, addresses as [::1]:port, the same TCP states",
     ipv6: true,
     run,
     expect,
@@ -71,7 +70,7 @@ fn expect() -> Vec<Expect> {
     use Lane::{Client, Server};
     vec![
         Expect::Custom {
-            what: "both sockets are AF_INET6",
+            key: "scenario.ipv6.check.inet6",
             tier: Tier::Always,
             check: |events| {
                 let domains: Vec<&str> = events
@@ -88,7 +87,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "every address in the events is [::1]:port (or the listener's unspecified peer [::]:0)",
+            key: "scenario.ipv6.check.addresses",
             tier: Tier::Always,
             check: |events| {
                 let all = addresses(events);
@@ -158,7 +157,7 @@ fn expect() -> Vec<Expect> {
         Expect::Packet { flags: "SYN" },
         Expect::Packet { flags: "SYN|ACK" },
         Expect::Custom {
-            what: "the TCP segments on the wire are IPv6, between [::1] ports",
+            key: "scenario.ipv6.check.wire",
             tier: Tier::Packets,
             check: |events| {
                 // The capture keeps every ICMP packet on lo (other programs' too): look at

@@ -28,10 +28,9 @@ pub use lab::Lab;
 
 /// One scenario.
 pub struct Scenario {
-    /// Its name on the command line (`time-wait`).
+    /// Its name on the command line (`time-wait`). Its texts are in the catalogues under
+    /// `scenario.NAME.` (`summary`, `explain`, `check.*`, and the steps' notes).
     pub name: &'static str,
-    /// One line: what it shows.
-    pub summary: &'static str,
     /// Which address family the server listens on.
     pub ipv6: bool,
     /// The steps.
@@ -55,6 +54,13 @@ pub const ALL: &[&Scenario] = &[
     &ipv6::SCENARIO,
     &simultaneous_close::SCENARIO,
 ];
+
+impl Scenario {
+    /// One line: what it shows, in the language of the run.
+    pub fn summary(&self) -> String {
+        crate::notes::text(&format!("scenario.{}.summary", self.name), &[])
+    }
+}
 
 /// The scenario called `name`.
 pub fn find(name: &str) -> Option<&'static Scenario> {
@@ -82,6 +88,13 @@ mod tests {
                 "no explanation for {}",
                 s.name
             );
+            let summary = format!("scenario.{}.summary", s.name);
+            assert!(crate::notes::has(&summary), "no {summary}");
+            for e in (s.expect)() {
+                if let Expect::Custom { key, .. } = e {
+                    assert!(crate::notes::has(key), "no text for {key}");
+                }
+            }
             assert!(!(s.expect)().is_empty(), "{} expects nothing", s.name);
         }
     }

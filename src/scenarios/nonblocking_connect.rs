@@ -26,7 +26,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "nonblocking-connect",
-    summary: "O_NONBLOCK connect: EINPROGRESS, poll for POLLOUT, SO_ERROR says 0 or ECONNREFUSED",
     ipv6: false,
     run,
     expect,
@@ -170,22 +169,22 @@ fn expect() -> Vec<Expect> {
     use Lane::Client;
     vec![
         Expect::Custom {
-            what: "both non-blocking connect() calls return -1 EINPROGRESS at once",
+            key: "scenario.nonblocking-connect.check.einprogress",
             tier: Tier::Always,
             check: both_in_progress,
         },
         Expect::Custom {
-            what: "poll(POLLOUT) returns 0 in SYN_SENT, then 1 once ESTABLISHED",
+            key: "scenario.nonblocking-connect.check.poll",
             tier: Tier::Always,
             check: poll_waited,
         },
         Expect::Custom {
-            what: "SO_ERROR reads 0 after the first connect, ECONNREFUSED after the second",
+            key: "scenario.nonblocking-connect.check.so_error",
             tier: Tier::Always,
             check: so_error_both,
         },
         Expect::Custom {
-            what: "the refused connect's poll wakes with POLLERR",
+            key: "scenario.nonblocking-connect.check.pollerr",
             tier: Tier::Always,
             check: refused_poll_errs,
         },

@@ -16,7 +16,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "partial-read",
-    summary: "one 3000-byte write, read(1024) three times: TCP is a byte stream, not messages",
     ipv6: false,
     run,
     expect,
@@ -158,7 +157,7 @@ fn expect() -> Vec<Expect> {
             state: Established,
         },
         Expect::Custom {
-            what: "the client's one write() took all 3000 bytes",
+            key: "scenario.partial-read.check.one_write",
             tier: Tier::Always,
             check: |events| {
                 let writes: Vec<i64> = events
@@ -176,7 +175,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "no read() returned more than its 1024-byte buffer",
+            key: "scenario.partial-read.check.buffer",
             tier: Tier::Always,
             check: |events| {
                 let reads = server_reads(events);
@@ -188,7 +187,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "several reads were needed and together returned exactly 3000 bytes, then 0 (EOF)",
+            key: "scenario.partial-read.check.several_reads",
             tier: Tier::Always,
             check: |events| {
                 let reads = server_reads(events);
@@ -202,7 +201,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "sock_diag: 3000 bytes queued before the first read, fewer after each, 0 at the end",
+            key: "scenario.partial-read.check.recv_q",
             tier: Tier::Always,
             check: |events| {
                 let q = queued(events);
@@ -215,7 +214,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "the 3000 bytes crossed the wire as data segment(s) of the client",
+            key: "scenario.partial-read.check.wire",
             tier: Tier::Packets,
             check: |events| {
                 let lens: Vec<u32> = events

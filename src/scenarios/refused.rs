@@ -10,7 +10,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "refused",
-    summary: "connect to a port with no listener: SYN answered by RST, ECONNREFUSED",
     ipv6: false,
     run,
     expect,

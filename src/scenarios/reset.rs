@@ -21,7 +21,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "reset",
-    summary: "close() with unread data, and SO_LINGER {on, 0}: RST instead of FIN; ECONNRESET, EPIPE",
     ipv6: false,
     run,
     expect,
@@ -146,7 +145,7 @@ fn expect() -> Vec<Expect> {
             errno: "ECONNRESET",
         },
         Expect::Custom {
-            what: "client write() after the RST: ECONNRESET, then EPIPE, and the lab goes on",
+            key: "scenario.reset.check.writes",
             tier: Tier::Always,
             check: writes_then_survives,
         },
@@ -155,7 +154,7 @@ fn expect() -> Vec<Expect> {
             state: Close,
         },
         Expect::Custom {
-            what: "no TIME_WAIT left behind (sock_diag at the end)",
+            key: "scenario.reset.check.no_time_wait",
             tier: Tier::Always,
             check: no_time_wait,
         },
@@ -171,7 +170,7 @@ fn expect() -> Vec<Expect> {
         },
         Expect::Packet { flags: "RST|ACK" },
         Expect::Custom {
-            what: "no FIN on the wire: both closes reset the connection",
+            key: "scenario.reset.check.no_fin",
             tier: Tier::Packets,
             check: no_fin,
         },

@@ -142,7 +142,10 @@ pub fn show(s: &Scenario, o: &Outcome, view: &View) -> Result<(), Error> {
         footer.push(format!("\n{}", notes::text("scenario.more", &[])));
     }
     let shown = Shown {
-        title: format!("socklab scenario {}: {}", s.name, s.summary),
+        title: notes::text(
+            "scenario.title",
+            &[("name", s.name.to_string()), ("summary", s.summary())],
+        ),
         header: Vec::new(),
         events: &events,
         server_addr: Some(o.server_addr.clone()),

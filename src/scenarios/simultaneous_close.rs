@@ -29,7 +29,6 @@ use crate::tcp_state::TcpState::*;
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "simultaneous-close",
-    summary: "both sides close before seeing the other's FIN: CLOSING, then TIME_WAIT on both",
     ipv6: false,
     run,
     expect,
@@ -212,7 +211,7 @@ fn expect() -> Vec<Expect> {
     use Lane::{Client, Server};
     vec![
         Expect::Custom {
-            what: "the client's FIN waits behind unsent data: write() hit EAGAIN, shutdown() left FIN_WAIT1",
+            key: "scenario.simultaneous-close.check.fin_held",
             tier: Tier::Always,
             check: fin_held_back,
         },
@@ -221,7 +220,7 @@ fn expect() -> Vec<Expect> {
             state: Closing,
         },
         Expect::Custom {
-            what: "the server read every byte, then EOF",
+            key: "scenario.simultaneous-close.check.read_all",
             tier: Tier::Always,
             check: all_bytes_then_eof,
         },
@@ -249,7 +248,7 @@ fn expect() -> Vec<Expect> {
             to: FinWait2,
         },
         Expect::Custom {
-            what: "the server's FIN crossed the wire first, the client's only after its data",
+            key: "scenario.simultaneous-close.check.fin_order",
             tier: Tier::Packets,
             check: server_fin_first,
         },

@@ -17,7 +17,6 @@ use crate::tcp_state::TcpState::{self, *};
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "time-wait",
-    summary: "the server closes first: TIME_WAIT on its port; a restart needs SO_REUSEADDR",
     ipv6: false,
     run,
     expect,
@@ -135,7 +134,7 @@ fn expect() -> Vec<Expect> {
             errno: "EADDRINUSE",
         },
         Expect::Custom {
-            what: "a bind() with SO_REUSEADDR then succeeds while the TIME_WAIT remains",
+            key: "scenario.time-wait.check.reuse",
             tier: Tier::Always,
             check: restart_with_reuse,
         },

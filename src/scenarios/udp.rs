@@ -16,7 +16,6 @@ use crate::sys::{self, Flags, Msg, Type};
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
     name: "udp",
-    summary: "SOCK_DGRAM: no handshake, no states, message boundaries kept; ICMP gives ECONNREFUSED",
     ipv6: false,
     run,
     expect,
@@ -113,7 +112,7 @@ fn sorted(mut v: Vec<i64>) -> Vec<i64> {
 fn expect() -> Vec<Expect> {
     vec![
         Expect::Custom {
-            what: "no TCP state anywhere: no TCP_INFO after the UDP calls, no state events",
+            key: "scenario.udp.check.no_state",
             tier: Tier::Always,
             check: |events| {
                 let with_state = events
@@ -135,7 +134,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "no listen() and no accept(): the server only binds",
+            key: "scenario.udp.check.no_listen",
             tier: Tier::Always,
             check: |events| {
                 let n = events
@@ -151,7 +150,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "three sendto() of 5, 300 and 1200 bytes; three recvfrom() returned one datagram each, the same sizes",
+            key: "scenario.udp.check.boundaries",
             tier: Tier::Always,
             check: |events| {
                 let sent: Vec<i64> = calls(events, Lane::Client, "sendto")
@@ -173,7 +172,7 @@ fn expect() -> Vec<Expect> {
             },
         },
         Expect::Custom {
-            what: "send() on the connected socket to the closed port succeeded",
+            key: "scenario.udp.check.send_ok",
             tier: Tier::Always,
             check: |events| {
                 let sends: Vec<&Syscall> = calls(events, Lane::Client, "sendto")
@@ -195,7 +194,7 @@ fn expect() -> Vec<Expect> {
             errno: "ECONNREFUSED",
         },
         Expect::Custom {
-            what: "four UDP datagrams on the wire, no TCP segment",
+            key: "scenario.udp.check.wire",
             tier: Tier::Packets,
             check: |events| {
                 let protos: Vec<&str> = events
