@@ -9,18 +9,18 @@ pub mod expect;
 pub mod lab;
 pub mod runner;
 
-mod handshake;
-mod refused;
-mod partial_read;
-mod ephemeral_port;
-mod udp;
-mod ipv6;
-mod half_close;
-mod time_wait;
-mod reset;
 mod backlog;
+mod ephemeral_port;
+mod half_close;
+mod handshake;
+mod ipv6;
 mod nonblocking_connect;
+mod partial_read;
+mod refused;
+mod reset;
 mod simultaneous_close;
+mod time_wait;
+mod udp;
 
 use crate::error::Error;
 pub use expect::{Check, Expect, Status, Tier};
