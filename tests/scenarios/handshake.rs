@@ -18,7 +18,10 @@ fn handshake_shows_every_state_of_both_sides() {
     let listen = r.calls(Server, "listen");
     let accept = r.calls(Server, "accept4");
     assert_eq!(accept.len(), 1);
-    assert_ne!(accept[0].fd, listen[0].fd, "accept4 returns a new descriptor");
+    assert_ne!(
+        accept[0].fd, listen[0].fd,
+        "accept4 returns a new descriptor"
+    );
     if super::root() {
         assert!(
             r.kernel() && r.packets(),
