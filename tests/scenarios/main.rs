@@ -7,18 +7,18 @@ use std::process::Command;
 use socklab::event::{Body, Event, Lane};
 use socklab::tcp_state::TcpState;
 
-mod handshake;
-mod refused;
-mod partial_read;
-mod ephemeral_port;
-mod udp;
-mod ipv6;
-mod half_close;
-mod time_wait;
-mod reset;
 mod backlog;
+mod ephemeral_port;
+mod half_close;
+mod handshake;
+mod ipv6;
 mod nonblocking_connect;
+mod partial_read;
+mod refused;
+mod reset;
 mod simultaneous_close;
+mod time_wait;
+mod udp;
 
 /// One run of a scenario: exit code and events (check notes included).
 pub struct Run {
