@@ -18,7 +18,14 @@ pub const SCENARIO: Scenario = Scenario {
 
 fn run(lab: &mut Lab) -> Result<(), Error> {
     let listener = lab.listener(1, false)?;
+    exchange(lab, listener)
+}
+
+/// The exchange on an open listener: connect, accept, one request and reply, the client
+/// closes first. Shared with `ipv6`.
+pub(super) fn exchange(lab: &mut Lab, listener: std::os::fd::OwnedFd) -> Result<(), Error> {
     let client = lab.connect()?;
+    step(sys::getsockname(&client), "getsockname")?;
     lab.act_as(Role::Server);
     let (conn, _) = step(sys::accept4(&listener, Flags::SOCK_CLOEXEC), "accept4")?;
     lab.act_as(Role::Client);
@@ -40,6 +47,11 @@ fn run(lab: &mut Lab) -> Result<(), Error> {
 }
 
 fn expect() -> Vec<Expect> {
+    states()
+}
+
+/// Every state of both sides and the handshake's packets. Shared with `ipv6`.
+pub(super) fn states() -> Vec<Expect> {
     use Lane::{Client, Server};
     vec![
         Expect::State {

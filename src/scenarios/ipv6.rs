@@ -2,12 +2,9 @@
 //! addresses written `[::1]:port`, and the very same TCP states. TCP does not change with
 //! the IP version under it.
 
-use super::lab::step;
 use super::{Expect, Lab, Scenario, Tier};
 use crate::error::Error;
-use crate::event::{Body, Event, Lane, Role};
-use crate::sys::{self, Flags};
-use crate::tcp_state::TcpState::*;
+use crate::event::{Body, Event};
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
@@ -23,25 +20,7 @@ fn run(lab: &mut Lab) -> Result<(), Error> {
         "scenario.ipv6.family",
         &[("addr", lab.server_addr().to_string())],
     );
-    let client = lab.connect()?;
-    step(sys::getsockname(&client), "getsockname")?;
-    lab.act_as(Role::Server);
-    let (conn, _) = step(sys::accept4(&listener, Flags::SOCK_CLOEXEC), "accept4")?;
-    lab.act_as(Role::Client);
-    step(sys::write(&client, b"ping"), "write")?;
-    lab.act_as(Role::Server);
-    let mut buf = [0u8; 64];
-    step(sys::read(&conn, &mut buf), "read")?;
-    step(sys::write(&conn, b"pong"), "write")?;
-    lab.act_as(Role::Client);
-    step(sys::read(&client, &mut buf), "read")?;
-    step(sys::close(client), "close")?;
-    lab.act_as(Role::Server);
-    step(sys::read(&conn, &mut buf), "read")?;
-    step(sys::close(conn), "close")?;
-    step(sys::close(listener), "close")?;
-    lab.look()?;
-    Ok(())
+    super::handshake::exchange(lab, listener)
 }
 
 /// Every address an event names: syscall `local`/`remote` and `addr` argument, state-event
@@ -67,8 +46,7 @@ fn addresses(events: &[Event]) -> Vec<String> {
 }
 
 fn expect() -> Vec<Expect> {
-    use Lane::{Client, Server};
-    vec![
+    let mut all = vec![
         Expect::Custom {
             key: "scenario.ipv6.check.inet6",
             tier: Tier::Always,
@@ -104,58 +82,6 @@ fn expect() -> Vec<Expect> {
                 }
             },
         },
-        Expect::State {
-            lane: Server,
-            state: Listen,
-        },
-        Expect::State {
-            lane: Client,
-            state: Established,
-        },
-        Expect::State {
-            lane: Server,
-            state: Established,
-        },
-        Expect::State {
-            lane: Server,
-            state: CloseWait,
-        },
-        Expect::State {
-            lane: Client,
-            state: TimeWait,
-        },
-        Expect::Transition {
-            lane: Client,
-            from: Some(Close),
-            to: SynSent,
-        },
-        Expect::Transition {
-            lane: Client,
-            from: Some(SynSent),
-            to: Established,
-        },
-        Expect::Transition {
-            lane: Server,
-            from: None,
-            to: SynRecv,
-        },
-        Expect::Transition {
-            lane: Server,
-            from: Some(SynRecv),
-            to: Established,
-        },
-        Expect::Transition {
-            lane: Client,
-            from: Some(Established),
-            to: FinWait1,
-        },
-        Expect::Transition {
-            lane: Server,
-            from: Some(CloseWait),
-            to: LastAck,
-        },
-        Expect::Packet { flags: "SYN" },
-        Expect::Packet { flags: "SYN|ACK" },
         Expect::Custom {
             key: "scenario.ipv6.check.wire",
             tier: Tier::Packets,
@@ -179,5 +105,7 @@ fn expect() -> Vec<Expect> {
                 }
             },
         },
-    ]
+    ];
+    all.extend(super::handshake::states());
+    all
 }
