@@ -441,15 +441,16 @@ impl Source {
                 }
                 Some((
                     Verdict::Release,
-                    format!("after the {} ms delay", d.as_millis()),
+                    notes::text("wire.how.delay", &[("ms", d.as_millis().to_string())]),
                 ))
             }
-            Source::Script(v) => Some(
-                v.pop_front()
-                    .map_or((Verdict::ReleaseRest, "script ended".into()), |v| {
-                        (v, "by script".into())
-                    }),
-            ),
+            Source::Script(v) => Some(v.pop_front().map_or(
+                (
+                    Verdict::ReleaseRest,
+                    notes::text("wire.how.script_ended", &[]),
+                ),
+                |v| (v, notes::text("wire.how.script", &[])),
+            )),
             Source::Stdin(rx) => {
                 let rx = rx.get_or_insert_with(stdin_lines);
                 prompt();
@@ -463,7 +464,10 @@ impl Source {
                     if Instant::now() >= end {
                         return Some((
                             Verdict::Release,
-                            format!("no answer within {} s", MAX_HOLD.as_secs()),
+                            notes::text(
+                                "wire.how.timeout",
+                                &[("secs", MAX_HOLD.as_secs().to_string())],
+                            ),
                         ));
                     }
                     match rx.recv_timeout(Duration::from_millis(20)) {
@@ -478,7 +482,10 @@ impl Source {
                                         Verdict::Drop => "d",
                                         Verdict::ReleaseRest => "q",
                                     };
-                                    return Some((v, format!("{key} at the prompt")));
+                                    return Some((
+                                        v,
+                                        notes::text("wire.how.key", &[("key", key.into())]),
+                                    ));
                                 }
                                 None => prompt(),
                             }
@@ -486,7 +493,7 @@ impl Source {
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => {
                             eprintln!();
-                            return Some((Verdict::ReleaseRest, "end of input".into()));
+                            return Some((Verdict::ReleaseRest, notes::text("wire.how.eof", &[])));
                         }
                     }
                 }
@@ -545,23 +552,29 @@ pub fn short(p: &Packet) -> String {
 /// One socket in a few words: whose it is (by the server's port) and its state.
 pub fn describe(e: &SockEntry, port: u16) -> String {
     let server = e.local.port() == port;
+    let (local, remote) = (e.local.to_string(), e.remote.to_string());
     match e.state {
-        TcpState::Listen => format!(
-            "listener {} LISTEN, accept queue {}/{}",
-            e.local, e.recv_q, e.send_q
+        TcpState::Listen => notes::text(
+            "wire.sock.listener",
+            &[
+                ("addr", local),
+                ("len", e.recv_q.to_string()),
+                ("backlog", e.send_q.to_string()),
+            ],
         ),
         TcpState::SynRecv | TcpState::NewSynRecv => {
-            format!("server request socket {} <- {} SYN_RECV", e.local, e.remote)
+            notes::text("wire.sock.request", &[("local", local), ("remote", remote)])
         }
-        TcpState::Established if server && e.inode == 0 => format!(
-            "server child {} <- {} ESTABLISHED, in the accept queue",
-            e.local, e.remote
-        ),
-        st => format!(
-            "{} {} {}",
-            if server { "server" } else { "client" },
-            e.local,
-            st.name()
+        TcpState::Established if server && e.inode == 0 => {
+            notes::text("wire.sock.queued", &[("local", local), ("remote", remote)])
+        }
+        st => notes::text(
+            if server {
+                "wire.sock.server"
+            } else {
+                "wire.sock.client"
+            },
+            &[("local", local), ("state", st.name().to_string())],
         ),
     }
 }
@@ -660,7 +673,10 @@ impl Reader {
             Some(a) => a,
             None if ffi::interrupted() => return,
             // The demo is done with the wire: let this one go too.
-            None => (Verdict::ReleaseRest, "the demo ended".into()),
+            None => (
+                Verdict::ReleaseRest,
+                notes::text("wire.how.demo_ended", &[]),
+            ),
         };
         let t_out = now_ns();
         msg.set_verdict(if verdict == Verdict::Drop {
