@@ -71,6 +71,10 @@ enum Command {
     /// A short reference: a system call, TCP state, errno or concept, and the command that
     /// shows it live.
     Explain(ExplainArgs),
+    /// Load on loopback: RR, CRR, bulk and head-of-line against a server model, any echo
+    /// server (--target), or every model beside the C baseline and strace (--compare); a
+    /// table at the end, or with --json one JSON document.
+    Bench(BenchArgs),
     /// Walk the course in order (what a server is, IP and port, the socket calls, the
     /// handshake, the backlog, accept, server models, TCP vs UDP), running each part live.
     Tour(TourArgs),
@@ -98,6 +102,60 @@ struct TourArgs {
     /// Run stop N only.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     only: Option<u64>,
+}
+
+/// `socklab bench`: the server under test runs as a child process on 127.0.0.1; the load
+/// generator's threads connect to it. With the global --json the report is one JSON document
+/// on stdout.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("subject").required(true).args(["model", "target", "compare"])))]
+struct BenchArgs {
+    /// Measure this socklab server model: iterative, fork, thread or epoll.
+    #[arg(long, value_name = "MODEL")]
+    model: Option<Model>,
+    /// Measure an echo server already listening at HOST:PORT on loopback (yours, to compare
+    /// with socklab's).
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<String>,
+    /// Run every model one after another: the C echo server, socklab logging off, socklab
+    /// logging every event as JSON to a file, socklab under strace -f (RR); print the ratios.
+    /// Pins to one CPU unless --pin says otherwise.
+    #[arg(long)]
+    compare: bool,
+    /// Which load: rr (request/response on long-lived connections), crr (connect, request,
+    /// response, close), bulk (MiB through each connection, verified), hol (one silent
+    /// client, others waiting), or all.
+    #[arg(long, default_value = "all", value_name = "W")]
+    workload: crate::bench::Workloads,
+    /// Concurrent connections (RR, bulk), CRR workers, and clients waiting behind the silent
+    /// one (hol).
+    #[arg(long, value_name = "N", default_value_t = crate::bench::DEFAULT_CONNS as u32, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    conns: u32,
+    /// Request and response size in bytes (RR, CRR, hol).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::bench::DEFAULT_SIZE as u32, value_parser = clap::value_parser!(u32).range(1..=crate::bench::MAX_SIZE as i64))]
+    size: u32,
+    /// Seconds counted for RR and for CRR, each, after a short warmup (decimals allowed).
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    duration: std::time::Duration,
+    /// MiB each bulk connection sends and must get back byte for byte.
+    #[arg(long, value_name = "M", default_value_t = crate::bench::DEFAULT_MIB, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    mib: u64,
+    /// How long the head-of-line client stays silent, in ms.
+    #[arg(long, value_name = "D", default_value_t = crate::bench::DEFAULT_SILENT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    silent_ms: u64,
+    /// The socklab server's events: off (--quiet) or json (every event, TCP_INFO probe
+    /// included, as JSON lines to a temporary file). --compare measures both.
+    #[arg(long, value_name = "MODE", default_value = "off")]
+    log: crate::bench::LogMode,
+    /// Pin the server and the load generator: same (both on one CPU, the default with
+    /// --pin: stable ratios on a small machine), split (server on the first CPU, load on the
+    /// last) or off.
+    #[arg(long, value_name = "HOW", num_args = 0..=1, default_missing_value = "same")]
+    pin: Option<crate::bench::Pin>,
+    /// Also measure the C echo server of the same model (bench-support/echo_server.c, built
+    /// with cc) and print socklab/C ratios.
+    #[arg(long, requires = "model")]
+    c_baseline: bool,
 }
 
 #[derive(Debug, Args)]
@@ -143,6 +201,10 @@ struct ServerArgs {
     /// default 0: never, as the seed).
     #[arg(long, value_name = "SECS", default_value = "0", value_parser = parse_secs)]
     idle_timeout: std::time::Duration,
+    /// Write every event as a JSON line to FILE instead of printing events (buffered; flushed
+    /// at exit). The program's own lines stay on stdout.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
 }
 
 /// `--idle-timeout`: a number of seconds, decimals allowed.
@@ -326,20 +388,36 @@ fn pick_lang(flag: Option<&str>) -> (&'static str, Option<String>) {
 }
 
 fn install_sink(global: &Global, role: Option<Role>) {
+    let _ = install_sink_to(global, role, None);
+}
+
+/// Installs the event sink: `log_file` (JSON lines, buffered), else stdout.
+fn install_sink_to(
+    global: &Global,
+    role: Option<Role>,
+    log_file: Option<&std::path::Path>,
+) -> Result<(), Error> {
     record::set_process_role(role);
-    output::set_json(global.json);
+    output::set_json(global.json && log_file.is_none());
     if global.quiet {
-        return;
+        return Ok(());
     }
     let opts = Options {
         probe: !global.no_probe,
         narrate: true,
     };
-    if global.json {
+    if let Some(path) = log_file {
+        let file = std::fs::File::create(path).map_err(|e| {
+            Error::Other(format!("cannot create --log-file {}: {e}", path.display()))
+        })?;
+        let out = io::BufWriter::with_capacity(64 * 1024, file);
+        record::install(Box::new(JsonLines::new(out, false)), opts);
+    } else if global.json {
         record::install(Box::new(JsonLines::new(io::stdout(), true)), opts);
     } else {
         record::install(Box::new(HumanLines::new(io::stdout(), true)), opts);
     }
+    Ok(())
 }
 
 fn run_scenario(a: &ScenarioArgs, json: bool) -> Result<(), Error> {
@@ -420,6 +498,64 @@ fn run_tour(a: &TourArgs, lang: String) -> Result<(), Error> {
     })
 }
 
+fn run_bench(a: &BenchArgs, json: bool) -> Result<(), Error> {
+    use crate::bench::{self, BenchConfig, Pin, Subject};
+    use std::io::IsTerminal;
+    let subject = match (&a.model, &a.target, a.compare) {
+        (Some(m), _, _) => Subject::Model(*m),
+        (_, Some(t), _) => {
+            let (host, port) = t.rsplit_once(':').ok_or_else(|| {
+                Error::Usage(format!(
+                    "--target '{t}' needs HOST:PORT (e.g. 127.0.0.1:7000)"
+                ))
+            })?;
+            let port = port
+                .parse()
+                .map_err(|_| Error::Usage(format!("--target '{t}': '{port}' is not a port")))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            Subject::Target(resolve(host, port)?)
+        }
+        _ => Subject::Compare,
+    };
+    if a.target.is_some() && a.log == bench::LogMode::Json {
+        return Err(Error::Usage(
+            "--log json is for socklab's own servers (--model, --compare), not --target".into(),
+        ));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
+    let compare = matches!(subject, Subject::Compare);
+    let mut cfg = BenchConfig::new(exe, subject);
+    cfg.workloads = a.workload;
+    cfg.conns = a.conns as usize;
+    cfg.size = a.size as usize;
+    cfg.duration = a.duration;
+    cfg.mib = a.mib;
+    cfg.silent = std::time::Duration::from_millis(a.silent_ms);
+    cfg.log = a.log;
+    cfg.pin = a.pin.unwrap_or(if compare { Pin::Same } else { Pin::Off });
+    cfg.c_baseline = a.c_baseline;
+    cfg.progress = !json && io::stderr().is_terminal();
+    let rep = bench::run(&cfg)?;
+    let text = if json {
+        let mut t = serde_json::to_string_pretty(&rep).expect("the report serializes");
+        t.push('\n');
+        t
+    } else {
+        bench::report::table(&rep)
+    };
+    crate::render::write_or_exit(&mut io::stdout().lock(), text.as_bytes(), true);
+    match rep.runs.iter().find_map(|r| {
+        let b = r.bulk.as_ref()?;
+        (!b.verified).then(|| (r.label.clone(), b.mismatch.clone().unwrap_or_default()))
+    }) {
+        Some((label, why)) => Err(Error::Other(format!(
+            "bulk: {label} did not echo every byte as sent: {why}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
     let (choice, unknown) = pick_lang(cli.global.lang.as_deref());
@@ -437,7 +573,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Command::Server(a) => {
             let addr = resolve(&a.host, a.port)?;
-            install_sink(&cli.global, Some(Role::Server));
+            install_sink_to(&cli.global, Some(Role::Server), a.log_file.as_deref())?;
             let cfg = ServerConfig {
                 addr,
                 count: a.count,
@@ -487,6 +623,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Scenario(a) => run_scenario(&a, cli.global.json),
         Command::Explain(a) => run_explain(&a),
         Command::Tour(a) => run_tour(&a, lang),
+        Command::Bench(a) => run_bench(&a, cli.global.json),
         Command::Ss(a) => {
             let entries = crate::observe::sock_diag::tcp_sockets(&a.ports)
                 .map_err(|e| Error::Other(e.to_string()))?;

@@ -8,6 +8,7 @@
 //! - [`notes`]: plain-language notes, keyed, one catalogue per language;
 //! - [`render`]: human and JSON output;
 //! - [`servers`], [`client`], [`demo`]: programs built on the wrappers;
+//! - [`bench`]: load on loopback against the servers, the C baseline or any echo server;
 //! - [`netns`], [`hosts`]: network namespaces: a private loopback, two computers and a router;
 //! - [`trace`]: the lab's events beside strace's lines for the same calls;
 //! - [`wire`]: the slow-motion wire, every packet held in the kernel until released;
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod demo;

@@ -90,17 +90,39 @@ impl Session {
     /// A fresh connection from `peer`; `read_size` bytes are asked for by each read and
     /// `idle` is only quoted in the message when the timeout closes it.
     pub fn new(mode: Mode, peer: String, read_size: usize, idle: Option<Duration>) -> Session {
-        let read_size = read_size.max(1);
+        Session::with_buffer(mode, peer, vec![0; read_size.max(1)], idle)
+    }
+
+    /// Like [`Session::new`], reading into `buf` (its length is the read size). A fork child
+    /// takes the buffer its parent allocated once: allocating and zeroing a fresh one would
+    /// write to (and so copy) every heap page it spans.
+    pub fn with_buffer(
+        mode: Mode,
+        peer: String,
+        mut buf: Vec<u8>,
+        idle: Option<Duration>,
+    ) -> Session {
+        if buf.is_empty() {
+            buf.push(0);
+        }
         Session {
             mode,
             peer,
-            read_size,
+            read_size: buf.len(),
             idle,
-            buf: vec![0; read_size],
+            buf,
             pending: 0..0,
             done: None,
             echoed: 0,
         }
+    }
+
+    /// The read buffer back, at its read size, for the next connection: allocating and
+    /// zeroing a fresh one per connection costs more than the rest of a short one's
+    /// bookkeeping.
+    pub fn into_buffer(mut self) -> Vec<u8> {
+        self.buf.resize(self.read_size, 0);
+        self.buf
     }
 
     /// The peer's address as shown in messages.

@@ -37,6 +37,9 @@ const MAX_EVENTS: usize = 256;
 /// the connected ones (the listener stays ready and is reported again).
 const ACCEPTS_PER_WAKEUP: usize = 64;
 
+/// Read buffers of closed connections kept for new ones (at most this many).
+const SPARE_BUFFERS: usize = 64;
+
 /// The `data` registered with a descriptor, handed back with its events: the descriptor
 /// number, as C servers commonly do.
 fn token(fd: &OwnedFd) -> u64 {
@@ -66,6 +69,8 @@ struct Loop<'a> {
     deadlines: BTreeSet<(Instant, RawFd)>,
     stats: ServeStats,
     full: FullNotice,
+    /// Read buffers of closed connections, for the next ones.
+    spare: Vec<Vec<u8>>,
 }
 
 /// Runs the epoll server until `cfg.count` connections are accepted (and served) or
@@ -96,6 +101,7 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
         deadlines: BTreeSet::new(),
         stats: ServeStats::default(),
         full: FullNotice::default(),
+        spare: Vec::new(),
     };
     let res = lp.serve();
     let stats = lp.shut_down();
@@ -190,12 +196,11 @@ impl Loop<'_> {
                 let _ = sys::close(fd);
                 continue;
             }
-            let session = Session::new(
-                self.cfg.mode,
-                peer,
-                self.cfg.read_size,
-                self.cfg.idle_timeout,
-            );
+            let buf = self
+                .spare
+                .pop()
+                .unwrap_or_else(|| vec![0; self.cfg.read_size.max(1)]);
+            let session = Session::with_buffer(self.cfg.mode, peer, buf, self.cfg.idle_timeout);
             let deadline = self.cfg.idle_timeout.map(|d| Instant::now() + d);
             if let Some(t) = deadline {
                 self.deadlines.insert((t, key));
@@ -307,6 +312,9 @@ impl Loop<'_> {
                 self.deadlines.remove(&(t, key));
             }
             let _ = sys::close(c.fd);
+            if self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(c.session.into_buffer());
+            }
             self.stats.add(outcome);
             self.resume();
         }

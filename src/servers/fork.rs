@@ -42,6 +42,9 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
     let mut kids = Children::default();
     let mut stats = ServeStats::default();
     let mut full = FullNotice::default();
+    // Each child reads into this (its copy of it): allocated and zeroed once, here, it costs a
+    // child only the pages its reads touch (copy-on-write).
+    let mut child_buf = vec![0u8; cfg.read_size.max(1)];
     loop {
         if ffi::take_child_exited() {
             kids.reap(&mut stats);
@@ -85,8 +88,13 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
         stats.accepted += 1;
         let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
         say("app.accepted", &[("peer", peer.clone())]);
+        // A buffered log (`--log-file`) would otherwise be copied into the child and
+        // written twice.
+        record::flush();
         match sys::fork() {
-            Ok(ForkResult::Child) => serve_in_child(listener, conn, peer, cfg),
+            Ok(ForkResult::Child) => {
+                serve_in_child(listener, conn, peer, cfg, std::mem::take(&mut child_buf))
+            }
             Ok(ForkResult::Parent { child }) => {
                 kids.live.insert(child);
                 say("app.forked", &[("pid", child.to_string()), ("peer", peer)]);
@@ -115,17 +123,24 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
 
 /// The child: serves one connection and exits with the outcome as its status.
 ///
-/// Exits through `exit(3)`, not `_exit(2)`: socklab registers no atexit handlers and the
-/// parent forked with its output flushed (the logger and `say` write whole lines), so nothing
-/// is written twice, while the child's own last lines do get flushed.
-fn serve_in_child(listener: OwnedFd, conn: OwnedFd, peer: String, cfg: &ServerConfig) -> ! {
+/// Exits through `_exit(2)`, not `exit(3)`, once its log and output are flushed (the logger
+/// and `say` write whole lines): exit(3) would run the C library's and the loader's exit
+/// handlers, touching (and so copying) pages a fork child otherwise never needs.
+fn serve_in_child(
+    listener: OwnedFd,
+    conn: OwnedFd,
+    peer: String,
+    cfg: &ServerConfig,
+    buf: Vec<u8>,
+) -> ! {
     // The child does not accept: its copy of the listener would only keep the port open.
     let _ = sys::close(listener);
-    let mut session = Session::new(cfg.mode, peer, cfg.read_size, cfg.idle_timeout);
+    let mut session = Session::with_buffer(cfg.mode, peer, buf, cfg.idle_timeout);
     let outcome = conn::serve_blocking(&conn, &mut session, cfg.idle_timeout);
     let _ = sys::close(conn);
     record::flush();
-    std::process::exit(outcome.exit_code())
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    ffi::exit_now(outcome.exit_code())
 }
 
 /// The children still running.

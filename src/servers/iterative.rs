@@ -17,6 +17,8 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
     let (listener, real) = open_listener(cfg)?;
     say("app.listening", &[("addr", real.to_string())]);
     let mut stats = ServeStats::default();
+    // One read buffer, reused by every connection.
+    let mut buf = vec![0u8; cfg.read_size.max(1)];
     while !cfg.enough(stats.accepted) {
         // A signal that came before accept4 started would not interrupt it. (A small window
         // remains between this check and the call; closing it takes ppoll or a self-pipe.)
@@ -43,10 +45,12 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
         stats.accepted += 1;
         let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
         say("app.accepted", &[("peer", peer.clone())]);
-        let mut session = Session::new(cfg.mode, peer, cfg.read_size, cfg.idle_timeout);
+        let mut session =
+            Session::with_buffer(cfg.mode, peer, std::mem::take(&mut buf), cfg.idle_timeout);
         // A peer that vanished (EPIPE, ECONNRESET) costs this connection only.
         stats.add(conn::serve_blocking(&conn, &mut session, cfg.idle_timeout));
         let _ = sys::close(conn);
+        buf = session.into_buffer();
     }
     sys::close(listener).map_err(|e| Error::sys("close", real, e))?;
     Ok(stats)

@@ -40,10 +40,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Read buffers of finished workers kept for new ones (at most this many).
+const SPARE_BUFFERS: usize = 64;
+
 /// The running workers, and how they report back.
 struct Workers {
     handles: HashMap<u64, JoinHandle<()>>,
     open: Open,
+    /// Read buffers of finished workers, for the next ones.
+    spare: Arc<Mutex<Vec<Vec<u8>>>>,
     done_tx: Sender<(u64, Outcome)>,
     done_rx: Receiver<(u64, Outcome)>,
     next_id: u64,
@@ -56,6 +61,7 @@ impl Workers {
         Workers {
             handles: HashMap::new(),
             open: Arc::default(),
+            spare: Arc::default(),
             done_tx,
             done_rx,
             next_id: 0,
@@ -96,7 +102,11 @@ impl Workers {
         let fd = Arc::new(conn);
         lock(&self.open).insert(id, Arc::clone(&fd));
         let (open, tx) = (Arc::clone(&self.open), self.done_tx.clone());
-        let (mode, read_size, idle) = (cfg.mode, cfg.read_size, cfg.idle_timeout);
+        let (mode, idle) = (cfg.mode, cfg.idle_timeout);
+        let buf = lock(&self.spare)
+            .pop()
+            .unwrap_or_else(|| vec![0; cfg.read_size.max(1)]);
+        let spare = Arc::clone(&self.spare);
         let spawned = thread::Builder::new()
             .name(format!("conn-{id}"))
             .spawn(move || {
@@ -112,12 +122,17 @@ impl Workers {
                         ("peer", peer.clone()),
                     ],
                 );
-                let mut session = Session::new(mode, peer, read_size, idle);
+                let mut session = Session::with_buffer(mode, peer, buf, idle);
                 let outcome = conn::serve_blocking(&fd, &mut session, idle);
                 lock(&open).remove(&id);
                 if let Ok(fd) = Arc::try_unwrap(fd) {
                     let _ = sys::close(fd);
                 }
+                let mut spare = lock(&spare);
+                if spare.len() < SPARE_BUFFERS {
+                    spare.push(session.into_buffer());
+                }
+                drop(spare);
                 let _ = tx.send((id, outcome));
             });
         match spawned {

@@ -150,6 +150,13 @@ pub fn take_child_exited() -> bool {
     CHILD_EXITED.swap(false, Ordering::SeqCst)
 }
 
+/// `_exit(code)`: ends the process at once, without the C library's exit handlers (a fork
+/// child whose output is already flushed).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes no pointers and never returns; it only ends the process.
+    unsafe { libc::_exit(code) }
+}
+
 /// `fork()`: one syscall (glibc makes it `clone`).
 ///
 /// The child must only run socklab code paths that are safe after fork in a process that may
