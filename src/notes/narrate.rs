@@ -1,5 +1,8 @@
 //! The narrator: which syscall events get a plain-language note, and with what values.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use nix::errno::Errno;
 
 use crate::event::{Note, Syscall};
@@ -15,6 +18,13 @@ fn arg(sc: &Syscall, key: &str) -> String {
         Some(v) => v.to_string(),
         None => String::new(),
     }
+}
+
+/// True the first time a process asks for `key`: notes that would repeat on every call of a
+/// busy loop (every write) are said once.
+fn first_time(key: &'static str) -> bool {
+    static SAID: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    SAID.lock().map_or(true, |mut said| said.insert(key))
 }
 
 /// The notes a learner needs after this call. `before` and `after` are what the lab knew of
@@ -87,7 +97,9 @@ pub fn narrate_syscall(sc: &Syscall, before: Option<&FdInfo>, after: Option<&FdI
             }
         }
         "read" | "recvfrom" if tcp && sc.ret == 0 => out.push(note("read.eof", &[])),
-        "write" | "sendto" if tcp => out.push(note("write.copied", &[("n", sc.ret.to_string())])),
+        "write" | "sendto" if tcp && first_time("write.copied") => {
+            out.push(note("write.copied", &[("n", sc.ret.to_string())]))
+        }
         "shutdown" if arg(sc, "how") != "SHUT_RD" => out.push(note("shutdown.wr", &[])),
         "close" if tcp => {
             if before.is_some_and(|i| i.listening) {
