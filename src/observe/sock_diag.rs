@@ -73,6 +73,11 @@ fn io(what: &str, e: std::io::Error) -> DiagError {
 }
 
 /// Every TCP socket (IPv4 and IPv6) whose local or remote port is in `ports` (all when empty).
+///
+/// With ports, the kernel filters: one dump per port asks for that source port (listeners
+/// included), one for that destination port (`inet_diag_dump_icsk()` skips the rest), so a
+/// machine with many sockets sends only the few asked for. A kernel that ignores the ports
+/// sends everything, and the same filter runs here.
 pub fn tcp_sockets(ports: &[u16]) -> Result<Vec<SockEntry>, DiagError> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG).map_err(|e| io("netlink socket", e))?;
     socket.bind_auto().map_err(|e| io("netlink bind", e))?;
@@ -80,14 +85,36 @@ pub fn tcp_sockets(ports: &[u16]) -> Result<Vec<SockEntry>, DiagError> {
         .connect(&NlAddr::new(0, 0))
         .map_err(|e| io("netlink connect", e))?;
     let mut out = Vec::new();
+    let mut asks = vec![(0, 0)];
+    if !ports.is_empty() {
+        asks = ports.iter().flat_map(|&p| [(p, 0), (0, p)]).collect();
+    }
     for family in [AF_INET, AF_INET6] {
-        dump_family(&socket, family, &mut out)?;
+        for &(sport, dport) in &asks {
+            dump_family(&socket, family, sport, dport, &mut out)?;
+        }
     }
     out.retain(|e| e.matches(ports));
+    // A connection from a port to itself, or one with both ends in `ports`, came twice.
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|e| seen.insert((e.cookie, e.local, e.remote)));
     Ok(out)
 }
 
-fn dump_family(socket: &Socket, family: u8, out: &mut Vec<SockEntry>) -> Result<(), DiagError> {
+fn dump_family(
+    socket: &Socket,
+    family: u8,
+    sport: u16,
+    dport: u16,
+    out: &mut Vec<SockEntry>,
+) -> Result<(), DiagError> {
+    let mut socket_id = if family == AF_INET {
+        SocketId::new_v4()
+    } else {
+        SocketId::new_v6()
+    };
+    socket_id.source_port = sport;
+    socket_id.destination_port = dport;
     let mut header = NetlinkHeader::default();
     header.flags = NLM_F_REQUEST | NLM_F_DUMP;
     let mut msg = NetlinkMessage::new(
@@ -98,11 +125,7 @@ fn dump_family(socket: &Socket, family: u8, out: &mut Vec<SockEntry>) -> Result<
             extensions: ExtensionFlags::empty(),
             // StateFlags::all() leaves out NEW_SYN_RECV (bit 12): ask with every bit.
             states: StateFlags::from_bits_retain(u32::MAX),
-            socket_id: if family == AF_INET {
-                SocketId::new_v4()
-            } else {
-                SocketId::new_v6()
-            },
+            socket_id,
         })
         .into(),
     );
