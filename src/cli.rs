@@ -205,6 +205,58 @@ struct ServerArgs {
     /// at exit). The program's own lines stay on stdout.
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
+    #[command(flatten)]
+    stepping: ProgramStepArgs,
+}
+
+/// `--step` and `--step-delay MS` (demo, scenario, server, client).
+#[derive(Debug, Args)]
+struct StepArgs {
+    /// Pause before each system call: say what comes next and why, show the kernel's sockets
+    /// right then (sock_diag, as `ss -tan`), and wait for Enter (q: run to the end). Reads
+    /// lines from stdin, so a pipe works too.
+    #[arg(long)]
+    step: bool,
+    /// Like --step, but go on by itself after MS milliseconds (0: at once).
+    #[arg(long, value_name = "MS")]
+    step_delay: Option<u64>,
+}
+
+impl StepArgs {
+    fn pace(&self) -> Result<Option<crate::step::Pace>, Error> {
+        crate::step::Pace::from_flags(self.step, self.step_delay)
+    }
+}
+
+/// The step flags of a program the demo may start.
+#[derive(Debug, Args)]
+struct ProgramStepArgs {
+    #[command(flatten)]
+    step: StepArgs,
+    /// Set by `demo --step` for its programs: the demo serves the pauses (a note on stdout,
+    /// then one line from stdin).
+    #[arg(long, hide = true)]
+    step_remote: bool,
+}
+
+/// Turns step mode on for a server or client when its flags ask, once its sink is installed.
+fn enable_step(a: &ProgramStepArgs, global: &Global, port: u16) -> Result<(), Error> {
+    let pace = match (a.step.pace()?, a.step_remote) {
+        (Some(pace), _) => pace,
+        (None, true) => crate::step::Pace::Enter,
+        (None, false) => return Ok(()),
+    };
+    if global.quiet {
+        return Err(Error::Usage(
+            "--step pauses before each logged call, and --quiet logs none: drop one of them".into(),
+        ));
+    }
+    crate::step::enable(crate::step::StepConfig {
+        pace,
+        remote: a.step_remote,
+        to_stderr: output::json(),
+        port,
+    })
 }
 
 /// `--idle-timeout`: a number of seconds, decimals allowed.
@@ -225,6 +277,8 @@ struct ClientArgs {
     /// Message to send (default: read one line from stdin, like the seed).
     #[arg(short = 'm', long)]
     message: Option<String>,
+    #[command(flatten)]
+    stepping: ProgramStepArgs,
 }
 
 #[derive(Debug, Args)]
@@ -244,7 +298,7 @@ struct DemoArgs {
     /// Slow-motion wire: hold every packet of the exchange in the kernel (in a private network
     /// namespace) and release it on Enter (hold: d drops it, q releases the rest) or after MS
     /// milliseconds (delay=MS). Needs root, or a user namespace the kernel allows.
-    #[arg(long, value_name = "hold|delay=MS", value_parser = clap::value_parser!(crate::wire::Pace))]
+    #[arg(long, value_name = "hold|delay=MS", value_parser = clap::value_parser!(crate::wire::Pace), conflicts_with_all = ["step", "step_delay"])]
     wire: Option<crate::wire::Pace>,
     /// Run the server and the client on two computers of their own: network namespaces with
     /// addresses 198.18.0.2 and 198.18.0.1, removed after the run (needs root).
@@ -253,6 +307,8 @@ struct DemoArgs {
     /// With --hosts: a NAT router between them rewrites the client's source address and port.
     #[arg(long, requires = "hosts")]
     nat: bool,
+    #[command(flatten)]
+    stepping: StepArgs,
 }
 
 #[derive(Debug, Args)]
@@ -332,6 +388,8 @@ struct ScenarioArgs {
     list: bool,
     #[command(flatten)]
     show: ShowArgs,
+    #[command(flatten)]
+    stepping: StepArgs,
 }
 
 #[derive(Debug, Args)]
@@ -438,6 +496,15 @@ fn run_scenario(a: &ScenarioArgs, json: bool) -> Result<(), Error> {
             &[("name", name.to_string()), ("names", names.join(", "))],
         ))
     })?;
+    if let Some(pace) = a.stepping.pace()? {
+        // The runner picks the port and tells step mode (step::set_port).
+        crate::step::enable(crate::step::StepConfig {
+            pace,
+            remote: false,
+            to_stderr: json,
+            port: 0,
+        })?;
+    }
     let outcome = scenarios::runner::run(s, &a.show.observe())?;
     scenarios::runner::show(s, &outcome, &a.show.view(json, false))?;
     if outcome.passed() {
@@ -574,6 +641,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Server(a) => {
             let addr = resolve(&a.host, a.port)?;
             install_sink_to(&cli.global, Some(Role::Server), a.log_file.as_deref())?;
+            enable_step(&a.stepping, &cli.global, addr.port())?;
             let cfg = ServerConfig {
                 addr,
                 count: a.count,
@@ -592,6 +660,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Client(a) => {
             let addr = resolve(&a.host, a.port)?;
             install_sink(&cli.global, Some(Role::Client));
+            enable_step(&a.stepping, &cli.global, addr.port())?;
             let res = client::run(&ClientConfig {
                 addr,
                 message: a.message,
@@ -616,6 +685,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 observe: a.show.observe(),
                 wire: a.wire,
                 hosts: a.hosts.then_some(crate::hosts::Layout { nat: a.nat }),
+                step: a.stepping.pace()?,
             };
             let run = demo::run(&exe, &cfg)?;
             demo::present(&run, &a.show.view(cli.global.json, private_net))

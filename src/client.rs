@@ -20,6 +20,10 @@ pub struct ClientConfig {
 /// Reads one line from stdin without its line ending, after the seed's prompt.
 fn read_message() -> Result<String, Error> {
     prompt("app.prompt");
+    if crate::step::active() {
+        // The pauses read stdin line by line; std's buffered stdin would take their lines.
+        return Ok(crate::step::read_line().unwrap_or_default());
+    }
     let mut line = String::new();
     std::io::stdin()
         .lock()

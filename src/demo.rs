@@ -4,21 +4,26 @@
 //! client ...`), reads both event streams and merges them by their CLOCK_MONOTONIC times,
 //! which are comparable across processes. With `--hosts` each runs on a computer of its own
 //! (a network namespace, see [`crate::hosts`]), started with `ip netns exec NAME socklab ...`.
+//! With `--step` both run with `--step --step-remote` and stdin a pipe from the demo, which
+//! serves their pauses ([`crate::step::Coordinator`]).
 
+use std::io::Write;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::event::{self, Event};
+use crate::event::{self, Event, Role};
 use crate::hosts::{Host, Hosts, Layout};
 use crate::notes;
 use crate::observe::session::{ObserveOptions, Observers, Place};
 use crate::render;
 use crate::render::present::Shown;
 pub use crate::render::present::View;
+use crate::step::{self, Coordinator, Release};
 use crate::sys::ffi;
 use crate::timeline;
 
@@ -44,6 +49,8 @@ pub struct DemoConfig {
     /// Run the server and the client on two computers of their own (network namespaces,
     /// needs root) instead of both on loopback.
     pub hosts: Option<Layout>,
+    /// Step mode (`--step`): both programs pause before each call, at this pace.
+    pub step: Option<step::Pace>,
 }
 
 /// The computers of a `--hosts` run (removed by the time the run is shown).
@@ -128,8 +135,15 @@ fn spawn(
     if !cfg.probe {
         cmd.arg("--no-probe");
     }
-    cmd.args(args)
-        .stdin(Stdio::null())
+    cmd.args(args);
+    // Stepping, the demo answers each pause on the child's stdin.
+    let stdin = if cfg.step.is_some() {
+        cmd.args(["--step", "--step-remote"]);
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd.spawn()
@@ -145,14 +159,22 @@ fn parse(line: &str, who: &str) -> Result<Event, Error> {
     })
 }
 
-fn read_all(out: ChildStdout, who: &'static str) -> thread::JoinHandle<Result<Vec<Event>, Error>> {
+/// What a child's reader thread sends: one event (or why the line was none), or the end of
+/// its output.
+type Line = (Role, Option<Result<Event, Error>>);
+
+/// Sends each line the child prints as an event, then `None` at the end of its output.
+fn forward(out: impl Read + Send + 'static, who: Role, tx: Sender<Line>) -> thread::JoinHandle<()> {
     thread::spawn(move || {
-        let mut events = Vec::new();
         for line in BufReader::new(out).lines() {
-            let line = line.map_err(|e| Error::Other(format!("reading the {who}: {e}")))?;
-            events.push(parse(&line, who)?);
+            let ev = line
+                .map_err(|e| Error::Other(format!("reading the {}: {e}", who.name())))
+                .and_then(|l| parse(&l, who.name()));
+            if tx.send((who, Some(ev))).is_err() {
+                return;
+            }
         }
-        Ok(events)
+        let _ = tx.send((who, None));
     })
 }
 
@@ -226,6 +248,13 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
             "--hosts and --wire cannot be combined (the wire has a namespace of its own)".into(),
         ));
     }
+    if cfg.step.is_some() && cfg.wire.is_some() {
+        return Err(Error::Usage(
+            "--step and --wire cannot be combined: both stop the exchange and wait for Enter \
+             (--step before each call, --wire before each packet); use one at a time"
+                .into(),
+        ));
+    }
     // Declared before the children and the observers, so dropped after them: the namespaces
     // go last, once nothing runs or looks inside them.
     let hosts = match cfg.hosts {
@@ -234,8 +263,9 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
     };
     check_interrupt()?;
     let observing = cfg.observe.kernel || cfg.observe.packets || cfg.observe.pcap.is_some();
-    // Observers (and the wire) filter on the port, so they need it before the server starts.
-    let port = if cfg.port == 0 && (observing || cfg.wire.is_some()) {
+    // Observers (and the wire, and the pauses' snapshots) filter on the port, so they need it
+    // before the server starts.
+    let port = if cfg.port == 0 && (observing || cfg.wire.is_some() || cfg.step.is_some()) {
         crate::ports::free_server_port(false).map_err(Error::Other)?
     } else {
         cfg.port
@@ -264,7 +294,11 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
             client_ns: None,
         },
     };
-    let (programs, port) = exchange(exe, cfg, port, &spot)?;
+    let steps = cfg
+        .step
+        .clone()
+        .map(|pace| Coordinator::new(pace, port, place.netns.clone()));
+    let (programs, port) = exchange(exe, cfg, port, &spot, steps)?;
     if let Some(wire) = &wire {
         // The programs are gone, but their last FINs and ACKs may still be held.
         wire.settle();
@@ -301,19 +335,90 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
     })
 }
 
+/// What the demo's loop got from its children.
+enum Got {
+    /// One event of this child (boxed: an event is large, the other answers small).
+    Event(Role, Box<Event>),
+    /// This child's output ended.
+    End(Role),
+    /// Nothing yet.
+    Idle,
+}
+
+/// Lets a paused child go on: a line on its stdin (`q` to every child: no more pauses).
+fn release(stdins: &mut [(Role, ChildStdin)], r: Release) {
+    for (who, stdin) in stdins.iter_mut() {
+        let line: &[u8] = match r {
+            Release::Go(to) if to == *who => b"\n",
+            Release::Go(_) => continue,
+            Release::Quit => b"q\n",
+        };
+        // A child that is gone cannot be released; its end is seen on its stdout.
+        let _ = stdin.write_all(line).and_then(|()| stdin.flush());
+    }
+}
+
+/// Serves the pauses (without blocking), then waits briefly for the next line of either child.
+fn next(
+    rx: &mpsc::Receiver<Line>,
+    steps: &mut Option<Coordinator>,
+    stdins: &mut [(Role, ChildStdin)],
+) -> Result<Got, Error> {
+    if let Some(r) = steps.as_mut().and_then(Coordinator::tick) {
+        release(stdins, r);
+    }
+    let wait = match steps {
+        Some(s) if s.busy() => Duration::from_millis(5),
+        _ => Duration::from_millis(50),
+    };
+    match rx.recv_timeout(wait) {
+        Ok((who, Some(ev))) => {
+            let ev = ev?;
+            if let Some(s) = steps.as_mut() {
+                s.offer(&ev);
+            }
+            Ok(Got::Event(who, Box::new(ev)))
+        }
+        Ok((who, None)) => Ok(Got::End(who)),
+        Err(RecvTimeoutError::Timeout) => Ok(Got::Idle),
+        Err(RecvTimeoutError::Disconnected) => Err(Error::Other(
+            "the demo lost its programs' output (a reader thread ended)".into(),
+        )),
+    }
+}
+
 /// The two programs' events, merged, and the port the server really got.
 fn exchange(
     exe: &Path,
     cfg: &DemoConfig,
     port: u16,
     spot: &Spot<'_>,
+    steps: Option<Coordinator>,
+) -> Result<(Vec<Event>, u16), Error> {
+    let res = run_programs(exe, cfg, port, spot, steps);
+    // An interrupted child may have failed or left half a line: say why the run stopped.
+    check_interrupt()?;
+    res
+}
+
+fn run_programs(
+    exe: &Path,
+    cfg: &DemoConfig,
+    port: u16,
+    spot: &Spot<'_>,
+    mut steps: Option<Coordinator>,
 ) -> Result<(Vec<Event>, u16), Error> {
     // A held wire slows the exchange down on purpose.
     let limit = cfg
         .wire
         .as_ref()
         .map_or(DEADLINE, crate::wire::Pace::deadline);
-    let deadline = Instant::now() + limit;
+    let start = Instant::now();
+    // Time held at pauses does not count: the limit is for the programs' own time. (Each pause
+    // is bounded by step::MAX_PAUSE, and the programs make a bounded number of calls.)
+    let deadline = |steps: &Option<Coordinator>| {
+        start + limit + steps.as_ref().map_or(Duration::ZERO, Coordinator::paused)
+    };
     let port = port.to_string();
     let host = spot.server_ip.as_str();
     let mut server = spawn(
@@ -322,34 +427,29 @@ fn exchange(
         &["server", host, "-p", &port, "--count", "1", "--reuseaddr"],
         Spot::enter(&spot.server_ns),
     )?;
-    // One reader thread per child; the server's events come through a channel so that the
-    // wait for "listening" is bounded and interruptible.
+    let mut stdins = Vec::new();
+    if let Some(stdin) = server.0.stdin.take() {
+        stdins.push((Role::Server, stdin));
+    }
+    // One reader thread per child, both into one channel, so that every wait is bounded and
+    // interruptible, and pauses are served in the order they came.
+    let (tx, rx) = mpsc::channel::<Line>();
     let out = server.0.stdout.take().expect("stdout is piped");
-    let (tx, rx) = std::sync::mpsc::channel::<Result<Event, Error>>();
-    let rest = thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let ev = line
-                .map_err(|e| Error::Other(format!("reading the server: {e}")))
-                .and_then(|l| parse(&l, "server"));
-            if tx.send(ev).is_err() {
-                break;
-            }
-        }
-    });
+    let server_reader = forward(out, Role::Server, tx.clone());
     let mut server_events = Vec::new();
     // Wait for the server's getsockname (after listen) before starting the client.
     let addr = loop {
         check_interrupt()?;
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline(&steps) {
             return Err(Error::Other(format!(
                 "the demo's server did not start listening within {}s",
                 limit.as_secs()
             )));
         }
-        let ev = match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(ev) => ev?,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+        let ev = match next(&rx, &mut steps, &mut stdins)? {
+            Got::Event(_, ev) => *ev,
+            Got::Idle => continue,
+            Got::End(_) => {
                 let _ = server.0.wait();
                 check_interrupt()?;
                 return Err(Error::Other(format!(
@@ -376,21 +476,46 @@ fn exchange(
         &["client", host, "-p", &real_port, "-m", &cfg.message],
         Spot::enter(&spot.client_ns),
     )?;
-    let client_reader = read_all(client.0.stdout.take().expect("stdout is piped"), "client");
-    let client_status = wait_until(&mut client.0, deadline, limit, "client");
-    let server_status = wait_until(&mut server.0, deadline, limit, "server");
-    let client_events = client_reader
+    if let Some(mut stdin) = client.0.stdin.take() {
+        if steps.as_ref().is_some_and(Coordinator::stopped) {
+            let _ = stdin.write_all(b"q\n");
+        }
+        stdins.push((Role::Client, stdin));
+    }
+    let out = client.0.stdout.take().expect("stdout is piped");
+    let client_reader = forward(out, Role::Client, tx);
+    let mut client_events = Vec::new();
+    let (mut server_open, mut client_open) = (true, true);
+    while server_open || client_open {
+        check_interrupt()?;
+        if Instant::now() >= deadline(&steps) {
+            let who = if client_open { "client" } else { "server" };
+            return Err(Error::Other(format!(
+                "the {who} did not finish within {}s and was stopped",
+                limit.as_secs()
+            )));
+        }
+        match next(&rx, &mut steps, &mut stdins)? {
+            Got::Event(Role::Server, ev) => server_events.push(*ev),
+            Got::Event(Role::Client, ev) => client_events.push(*ev),
+            // A program whose output ended is exiting: its status says how it went.
+            Got::End(Role::Server) => {
+                server_open = false;
+                wait_until(&mut server.0, deadline(&steps), limit, "server")?;
+            }
+            Got::End(Role::Client) => {
+                client_open = false;
+                wait_until(&mut client.0, deadline(&steps), limit, "client")?;
+            }
+            Got::Idle => {}
+        }
+    }
+    server_reader
+        .join()
+        .map_err(|_| Error::Other("server reader panicked".into()))?;
+    client_reader
         .join()
         .map_err(|_| Error::Other("client reader panicked".into()))?;
-    rest.join()
-        .map_err(|_| Error::Other("server reader panicked".into()))?;
-    let server_rest: Result<Vec<Event>, Error> = rx.into_iter().collect();
-    // An interrupted child may have left half a line: say why the run stopped instead.
-    check_interrupt()?;
-    client_status?;
-    server_status?;
-    let client_events = client_events?;
-    server_events.extend(server_rest?);
     let real_port = real_port.parse().unwrap_or(0);
     Ok((event::merge([server_events, client_events]), real_port))
 }

@@ -195,10 +195,12 @@ pub struct Note {
 
 impl Note {
     /// True for a note that stands for something that happened (what the program printed,
-    /// `app.*`; where a call began, `timeline.unfinished`) rather than an explanation: drawn
-    /// as a row of its own.
+    /// `app.*`; where a call began, `timeline.unfinished`; where step mode paused,
+    /// `step.paused`) rather than an explanation: drawn as a row of its own.
     pub fn is_action(&self) -> bool {
-        self.key.starts_with("app.") || self.key == "timeline.unfinished"
+        self.key.starts_with("app.")
+            || self.key == "timeline.unfinished"
+            || self.key == "step.paused"
     }
 
     /// How an action note reads on its lane: `prints: ...` for program output.

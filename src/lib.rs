@@ -12,6 +12,7 @@
 //! - [`netns`], [`hosts`]: network namespaces: a private loopback, two computers and a router;
 //! - [`trace`]: the lab's events beside strace's lines for the same calls;
 //! - [`wire`]: the slow-motion wire, every packet held in the kernel until released;
+//! - [`step`]: step mode, a pause before every system call;
 //! - [`explain`] and [`tour`]: the reference (`socklab explain`) and the guided course;
 //! - [`cli`]: the command line.
 #![deny(missing_docs)]
@@ -34,6 +35,7 @@ pub mod record;
 pub mod render;
 pub mod scenarios;
 pub mod servers;
+pub mod step;
 pub mod sys;
 pub mod tcp_state;
 pub mod timeline;

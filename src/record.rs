@@ -3,6 +3,9 @@
 //! Logging is off until a sink is installed with [`install`]. While it is off, the wrappers in
 //! [`crate::sys`] check one atomic flag and call nix directly: no clock reads, no probes, no
 //! allocation.
+//!
+//! Step mode ([`crate::step`]) adds a pre-call hook: with logging on, each wrapper asks it
+//! before making its call ([`set_pre_call`]). Without a hook that costs one more atomic load.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -10,6 +13,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use nix::errno::Errno;
 use nix::time::{ClockId, clock_gettime};
 
 use crate::event::{Body, Event, Lane, Note, Role};
@@ -29,6 +33,15 @@ static NARRATE: AtomicBool = AtomicBool::new(true);
 static SINK: Mutex<Option<Box<dyn Sink>>> = Mutex::new(None);
 static PID: AtomicU32 = AtomicU32::new(0);
 static DEFAULT_ROLE: AtomicU8 = AtomicU8::new(0);
+static PRE_CALL_ON: AtomicBool = AtomicBool::new(false);
+static PRE_CALL: Mutex<Option<PreCallHook>> = Mutex::new(None);
+
+/// Called by every wrapper, with logging on, before it makes its call: the kernel's name for
+/// the call (`accept4`) and the descriptor it works on, if any. `Err` (EINTR: the lab was
+/// interrupted while it waited) means the call is not made and the wrapper returns that error.
+/// The hook runs under a lock, so calls from several threads wait their turn; it must not call
+/// the wrappers itself.
+pub type PreCallHook = Box<dyn FnMut(&'static str, Option<RawFd>) -> Result<(), Errno> + Send>;
 
 thread_local! {
     static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
@@ -88,6 +101,32 @@ pub fn enabled() -> bool {
     ENABLED.load(Ordering::Acquire)
 }
 
+/// Installs (or with `None` removes) the pre-call hook.
+pub fn set_pre_call(hook: Option<PreCallHook>) {
+    let on = hook.is_some();
+    *lock(&PRE_CALL) = hook;
+    PRE_CALL_ON.store(on, Ordering::Release);
+}
+
+/// Stops calling the hook without removing it; safe from inside the hook (`q` at a pause).
+pub fn pause_pre_call() {
+    PRE_CALL_ON.store(false, Ordering::Release);
+}
+
+/// True while a pre-call hook is to be called.
+#[inline]
+pub(crate) fn pre_call_on() -> bool {
+    PRE_CALL_ON.load(Ordering::Acquire)
+}
+
+/// Runs the pre-call hook for `name` on `fd` (see [`PreCallHook`]).
+pub(crate) fn pre_call(name: &'static str, fd: Option<RawFd>) -> Result<(), Errno> {
+    match lock(&PRE_CALL).as_mut() {
+        Some(hook) if pre_call_on() => hook(name, fd),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn probing() -> bool {
     PROBE.load(Ordering::Relaxed)
 }
@@ -129,8 +168,10 @@ pub fn current_role() -> Option<Role> {
     role_from(ROLE.with(|r| r.get())).or_else(|| role_from(DEFAULT_ROLE.load(Ordering::Relaxed)))
 }
 
-/// Forgets the cached pid and tid: call in the child right after fork().
+/// Forgets the cached pid and tid: call in the child right after fork(). A forked child does
+/// not pause before its calls: it shares the terminal (stdin) with its parent.
 pub(crate) fn after_fork() {
+    PRE_CALL_ON.store(false, Ordering::Release);
     PID.store(0, Ordering::Relaxed);
     TID.with(|t| t.set(0));
 }

@@ -54,6 +54,7 @@ impl Outcome {
 /// scenario at a time.
 pub fn run(s: &Scenario, observe: &ObserveOptions) -> Result<Outcome, Error> {
     let port = crate::ports::free_server_port(s.ipv6).map_err(Error::Other)?;
+    crate::step::set_port(port);
     let collector = Collector::new();
     record::install(Box::new(collector.clone()), Options::default());
     let observers = Observers::start(&[port], observe);
@@ -70,6 +71,12 @@ pub fn run(s: &Scenario, observe: &ObserveOptions) -> Result<Outcome, Error> {
     std::thread::sleep(Duration::from_millis(20));
     let seen = observers.finish();
     record::uninstall();
+    // Ctrl-C (step mode installs the handler): a call was cut short, say why the run stopped.
+    if crate::sys::ffi::interrupted() {
+        return Err(Error::Other(
+            "interrupted: the scenario stopped and removed its observers".into(),
+        ));
+    }
     res?;
     let mut events = event::merge([collector.take(), seen]);
     timeline::assign_lanes(&mut events, port);

@@ -61,6 +61,8 @@ macro_rules! args {
 
 /// A call in progress, started only when logging is on.
 struct Call {
+    /// The kernel's name for the call, as strace prints it.
+    name: &'static str,
     start: u64,
     /// Whether the lab may read TCP_INFO after the call.
     probe: bool,
@@ -69,35 +71,41 @@ struct Call {
 }
 
 impl Call {
+    /// Starts logging the call `name` on `fd`. With logging off: `Ok(None)` after one atomic
+    /// load. In step mode the pre-call hook runs first ([`record::PreCallHook`]); when it says
+    /// the lab was interrupted while paused, the call is not made and the wrapper returns
+    /// EINTR, as if the signal had cut the call short.
     #[inline]
-    fn begin() -> Option<Call> {
-        Self::begin_with(true)
+    fn begin(name: &'static str, fd: Option<RawFd>) -> Result<Option<Call>> {
+        Self::begin_with(name, fd, true)
     }
 
     /// For calls after which the fd is gone (close) or that are themselves the look.
     #[inline]
-    fn begin_without_probe() -> Option<Call> {
-        Self::begin_with(false)
+    fn begin_without_probe(name: &'static str, fd: Option<RawFd>) -> Result<Option<Call>> {
+        Self::begin_with(name, fd, false)
     }
 
     #[inline]
-    fn begin_with(probe: bool) -> Option<Call> {
-        if record::enabled() {
-            Some(Call {
-                start: record::now_ns(),
-                probe,
-                known: None,
-            })
-        } else {
-            None
+    fn begin_with(name: &'static str, fd: Option<RawFd>, probe: bool) -> Result<Option<Call>> {
+        if !record::enabled() {
+            return Ok(None);
         }
+        if record::pre_call_on() {
+            record::pre_call(name, fd)?;
+        }
+        Ok(Some(Call {
+            name,
+            start: record::now_ns(),
+            probe,
+            known: None,
+        }))
     }
 
     /// Records the finished call: updates the descriptor table, probes TCP_INFO on a TCP
     /// socket that is still open, and emits the event.
     fn end(
         self,
-        name: &str,
         fd: Option<RawFd>,
         res: Result<i64>,
         args: Map<String, Value>,
@@ -138,7 +146,7 @@ impl Call {
             });
         }
         let body = Body::Syscall(Syscall {
-            name: name.to_string(),
+            name: self.name.to_string(),
             fd,
             args,
             ret,
@@ -190,12 +198,11 @@ fn transport(domain: AddressFamily, ty: SockType) -> Transport {
 /// `socket(domain, type | flags, 0)`: creates an endpoint with no address yet.
 #[doc = man!("socket")]
 pub fn socket(domain: Domain, ty: Type, flags: Flags) -> Result<OwnedFd> {
-    let call = Call::begin();
+    let call = Call::begin("socket", None)?;
     let res = nsock::socket(domain, ty, flags, None);
     if let Some(call) = call {
         let fd = res.as_ref().ok().map(|f| f.as_raw_fd());
         call.end(
-            "socket",
             fd,
             res.as_ref()
                 .map(|f| i64::from(f.as_raw_fd()))
@@ -219,11 +226,10 @@ pub fn socket(domain: Domain, ty: Type, flags: Flags) -> Result<OwnedFd> {
 #[doc = man!("bind")]
 pub fn bind(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
     let fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("bind", Some(fd))?;
     let res = nsock::bind(fd, &SockaddrStorage::from(addr));
     if let Some(call) = call {
         call.end(
-            "bind",
             Some(fd),
             unit(&res),
             args! {"fd" => fd, "addr" => addr.to_string()},
@@ -244,11 +250,10 @@ pub fn bind(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
 pub fn listen(fd: &impl AsFd, backlog: i32) -> Result<()> {
     let raw_fd = raw(fd);
     let backlog_arg = Backlog::new(backlog).map_err(|_| Errno::EINVAL)?;
-    let call = Call::begin();
+    let call = Call::begin("listen", Some(raw_fd))?;
     let res = nsock::listen(fd, backlog_arg);
     if let Some(call) = call {
         call.end(
-            "listen",
             Some(raw_fd),
             unit(&res),
             args! {"fd" => raw_fd, "backlog" => backlog},
@@ -267,12 +272,11 @@ pub fn listen(fd: &impl AsFd, backlog: i32) -> Result<()> {
 #[doc = man!("accept4")]
 pub fn accept4(fd: &impl AsFd, flags: Flags) -> Result<(OwnedFd, Option<SocketAddr>)> {
     let lfd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("accept4", Some(lfd))?;
     let res = ffi::accept4(fd.as_fd(), flags);
     if let Some(call) = call {
         let new = res.as_ref().ok().map(|(f, a)| (f.as_raw_fd(), *a));
         call.end(
-            "accept4",
             new.map(|(f, _)| f).or(Some(lfd)),
             res.as_ref()
                 .map(|(f, _)| i64::from(f.as_raw_fd()))
@@ -303,11 +307,10 @@ pub fn accept4(fd: &impl AsFd, flags: Flags) -> Result<(OwnedFd, Option<SocketAd
 #[doc = man!("connect")]
 pub fn connect(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
     let fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("connect", Some(fd))?;
     let res = nsock::connect(fd, &SockaddrStorage::from(addr));
     if let Some(call) = call {
         call.end(
-            "connect",
             Some(fd),
             unit(&res),
             args! {"fd" => fd, "addr" => addr.to_string()},
@@ -328,12 +331,11 @@ pub fn connect(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
 #[doc = man!("read")]
 pub fn read(fd: &impl AsFd, buf: &mut [u8]) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("read", Some(raw_fd))?;
     let res = nix::unistd::read(fd, buf);
     if let Some(call) = call {
         let got = res.as_ref().map_or(&buf[..0], |&n| &buf[..n]);
         call.end(
-            "read",
             Some(raw_fd),
             size(&res),
             args! {"fd" => raw_fd, "data" => names::preview(got), "count" => buf.len()},
@@ -348,11 +350,10 @@ pub fn read(fd: &impl AsFd, buf: &mut [u8]) -> Result<usize> {
 #[doc = man!("write")]
 pub fn write(fd: &impl AsFd, buf: &[u8]) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("write", Some(raw_fd))?;
     let res = nix::unistd::write(fd, buf);
     if let Some(call) = call {
         call.end(
-            "write",
             Some(raw_fd),
             size(&res),
             args! {"fd" => raw_fd, "data" => names::preview(buf), "count" => buf.len()},
@@ -367,12 +368,11 @@ pub fn write(fd: &impl AsFd, buf: &[u8]) -> Result<usize> {
 #[doc = man!("recv")]
 pub fn recv(fd: &impl AsFd, buf: &mut [u8], flags: Msg) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("recvfrom", Some(raw_fd))?;
     let res = nsock::recv(raw_fd, buf, flags);
     if let Some(call) = call {
         let got = res.as_ref().map_or(&buf[..0], |&n| &buf[..n]);
         call.end(
-            "recvfrom",
             Some(raw_fd),
             size(&res),
             args! {
@@ -390,14 +390,13 @@ pub fn recv(fd: &impl AsFd, buf: &mut [u8], flags: Msg) -> Result<usize> {
 #[doc = man!("recvfrom")]
 pub fn recvfrom(fd: &impl AsFd, buf: &mut [u8]) -> Result<(usize, Option<SocketAddr>)> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("recvfrom", Some(raw_fd))?;
     let res = nsock::recvfrom::<SockaddrStorage>(raw_fd, buf)
         .map(|(n, a)| (n, a.as_ref().and_then(ffi::to_std)));
     if let Some(call) = call {
         let got = res.as_ref().map_or(&buf[..0], |&(n, _)| &buf[..n]);
         let from = res.as_ref().ok().and_then(|(_, a)| *a);
         call.end(
-            "recvfrom",
             Some(raw_fd),
             res.as_ref().map(|(n, _)| *n as i64).map_err(|e| *e),
             args! {
@@ -415,11 +414,10 @@ pub fn recvfrom(fd: &impl AsFd, buf: &mut [u8]) -> Result<(usize, Option<SocketA
 #[doc = man!("send")]
 pub fn send(fd: &impl AsFd, buf: &[u8], flags: Msg) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("sendto", Some(raw_fd))?;
     let res = nsock::send(raw_fd, buf, flags);
     if let Some(call) = call {
         call.end(
-            "sendto",
             Some(raw_fd),
             size(&res),
             args! {
@@ -436,11 +434,10 @@ pub fn send(fd: &impl AsFd, buf: &[u8], flags: Msg) -> Result<usize> {
 #[doc = man!("sendto")]
 pub fn sendto(fd: &impl AsFd, buf: &[u8], addr: SocketAddr) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("sendto", Some(raw_fd))?;
     let res = nsock::sendto(raw_fd, buf, &SockaddrStorage::from(addr), MsgFlags::empty());
     if let Some(call) = call {
         call.end(
-            "sendto",
             Some(raw_fd),
             size(&res),
             args! {
@@ -457,11 +454,10 @@ pub fn sendto(fd: &impl AsFd, buf: &[u8], addr: SocketAddr) -> Result<usize> {
 #[doc = man!("shutdown")]
 pub fn shutdown(fd: &impl AsFd, how: How) -> Result<()> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("shutdown", Some(raw_fd))?;
     let res = nsock::shutdown(raw_fd, how);
     if let Some(call) = call {
         call.end(
-            "shutdown",
             Some(raw_fd),
             unit(&res),
             args! {"fd" => raw_fd, "how" => names::shutdown(how)},
@@ -475,19 +471,15 @@ pub fn shutdown(fd: &impl AsFd, how: How) -> Result<()> {
 /// starts the close sequence (FIN, or RST when unread data remains).
 #[doc = man!("close")]
 pub fn close(fd: OwnedFd) -> Result<()> {
+    // Before into_raw_fd: interrupted while paused, the wrapper returns EINTR and `fd`'s drop
+    // still releases the descriptor.
+    let call = Call::begin_without_probe("close", Some(fd.as_raw_fd()))?;
     let raw_fd = fd.into_raw_fd();
-    let call = Call::begin_without_probe();
     let res = nix::unistd::close(raw_fd);
     if let Some(call) = call {
-        call.end(
-            "close",
-            Some(raw_fd),
-            unit(&res),
-            args! {"fd" => raw_fd},
-            |t| {
-                t.remove(&raw_fd);
-            },
-        );
+        call.end(Some(raw_fd), unit(&res), args! {"fd" => raw_fd}, |t| {
+            t.remove(&raw_fd);
+        });
     }
     res
 }
@@ -497,12 +489,11 @@ pub fn close(fd: OwnedFd) -> Result<()> {
 #[doc = man!("getsockname")]
 pub fn getsockname(fd: &impl AsFd) -> Result<SocketAddr> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("getsockname", Some(raw_fd))?;
     let res = nsock::getsockname::<SockaddrStorage>(raw_fd)
         .and_then(|a| ffi::to_std(&a).ok_or(Errno::EAFNOSUPPORT));
     if let Some(call) = call {
         call.end(
-            "getsockname",
             Some(raw_fd),
             res.map(|_| 0),
             args! {"fd" => raw_fd, "addr" => res.map(|a| a.to_string()).unwrap_or_default()},
@@ -520,12 +511,11 @@ pub fn getsockname(fd: &impl AsFd) -> Result<SocketAddr> {
 #[doc = man!("getpeername")]
 pub fn getpeername(fd: &impl AsFd) -> Result<SocketAddr> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("getpeername", Some(raw_fd))?;
     let res = nsock::getpeername::<SockaddrStorage>(raw_fd)
         .and_then(|a| ffi::to_std(&a).ok_or(Errno::EAFNOSUPPORT));
     if let Some(call) = call {
         call.end(
-            "getpeername",
             Some(raw_fd),
             res.map(|_| 0),
             args! {"fd" => raw_fd, "addr" => res.map(|a| a.to_string()).unwrap_or_default()},
@@ -572,7 +562,7 @@ fn timeval(t: Option<Duration>) -> TimeVal {
 #[doc = man!("setsockopt")]
 pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("setsockopt", Some(raw_fd))?;
     let res = match opt {
         SockOpt::ReuseAddr(on) => nsock::setsockopt(fd, sockopt::ReuseAddr, &on),
         SockOpt::ReusePort(on) => nsock::setsockopt(fd, sockopt::ReusePort, &on),
@@ -610,7 +600,7 @@ pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
         };
         let mut a = args! {"fd" => raw_fd, "level" => level, "optname" => name};
         a.insert("optval".into(), value);
-        call.end("setsockopt", Some(raw_fd), unit(&res), a, |_| {});
+        call.end(Some(raw_fd), unit(&res), a, |_| {});
     }
     res
 }
@@ -630,12 +620,11 @@ fn timeval_text(t: Option<Duration>) -> Value {
 #[doc = man!("getsockopt")]
 pub fn so_error(fd: &impl AsFd) -> Result<Option<Errno>> {
     let raw_fd = raw(fd);
-    let call = Call::begin();
+    let call = Call::begin("getsockopt", Some(raw_fd))?;
     let res =
         nsock::getsockopt(fd, sockopt::SocketError).map(|e| (e != 0).then(|| Errno::from_raw(e)));
     if let Some(call) = call {
         call.end(
-            "getsockopt",
             Some(raw_fd),
             res.map(|_| 0),
             args! {
@@ -662,11 +651,10 @@ pub fn set_nonblocking(fd: &impl AsFd, on: bool) -> Result<()> {
     } else {
         OFlag::empty()
     };
-    let call = Call::begin();
+    let call = Call::begin("fcntl", Some(raw_fd))?;
     let res = fcntl(fd, FcntlArg::F_SETFL(flags)).map(|_| ());
     if let Some(call) = call {
         call.end(
-            "fcntl",
             Some(raw_fd),
             unit(&res),
             args! {"fd" => raw_fd, "cmd" => "F_SETFL", "flags" => if on { "O_NONBLOCK" } else { "0" }},
@@ -681,7 +669,7 @@ pub fn set_nonblocking(fd: &impl AsFd, on: bool) -> Result<()> {
 #[doc = man!("poll")]
 pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> Result<usize> {
     let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
-    let call = Call::begin();
+    let call = Call::begin("poll", fds.first().map(|p| p.as_fd().as_raw_fd()))?;
     let res = nix::poll::poll(fds, timeout).map(|n| n as usize);
     if let Some(call) = call {
         let list: Vec<String> = fds
@@ -697,7 +685,6 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> Result<usize> {
             .collect();
         let first = fds.first().map(|p| p.as_fd().as_raw_fd());
         call.end(
-            "poll",
             first,
             size(&res),
             args! {"fds" => format!("[{}]", list.join(", ")), "nfds" => fds.len(), "timeout" => timeout_ms},
@@ -718,12 +705,11 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> Result<usize> {
 /// [`ffi::fork`]).
 #[doc = man!("fork")]
 pub fn fork() -> Result<ForkResult> {
-    let call = Call::begin_without_probe();
+    let call = Call::begin_without_probe("clone", None)?;
     let res = ffi::fork();
     match (res, call) {
         (Ok(ForkResult::Child), _) => after_fork_in_child(),
         (res, Some(call)) => call.end(
-            "clone",
             None,
             res.map(|r| match r {
                 ForkResult::Parent { child } => i64::from(child.as_raw()),
@@ -747,11 +733,10 @@ pub fn fork() -> Result<ForkResult> {
 #[doc = man!("waitpid")]
 pub fn waitpid(pid: Option<Pid>, nohang: bool) -> Result<WaitStatus> {
     use nix::sys::wait::WaitPidFlag;
-    let call = Call::begin_without_probe();
+    let call = Call::begin_without_probe("wait4", None)?;
     let res = nix::sys::wait::waitpid(pid, nohang.then_some(WaitPidFlag::WNOHANG));
     if let Some(call) = call {
         call.end(
-            "wait4",
             None,
             res.map(|st| st.pid().map_or(0, |p| i64::from(p.as_raw()))),
             args! {
@@ -769,11 +754,10 @@ pub fn waitpid(pid: Option<Pid>, nohang: bool) -> Result<WaitStatus> {
 /// `kill(pid, sig)`: sends a signal to a process (here: a server asks its children to finish).
 #[doc = man!("kill")]
 pub fn kill(pid: Pid, sig: Signal) -> Result<()> {
-    let call = Call::begin_without_probe();
+    let call = Call::begin_without_probe("kill", None)?;
     let res = nix::sys::signal::kill(pid, sig);
     if let Some(call) = call {
         call.end(
-            "kill",
             None,
             unit(&res),
             args! {"pid" => pid.as_raw(), "sig" => sig.as_str()},
@@ -787,12 +771,11 @@ pub fn kill(pid: Pid, sig: Signal) -> Result<()> {
 /// to watch) and a ready list (what the kernel found ready).
 #[doc = man!("epoll_create1")]
 pub fn epoll_create1(flags: EpollCreateFlags) -> Result<Epoll> {
-    let call = Call::begin_without_probe();
+    let call = Call::begin_without_probe("epoll_create1", None)?;
     let res = Epoll::new(flags);
     if let Some(call) = call {
         let fd = res.as_ref().ok().map(|e| e.0.as_raw_fd());
         call.end(
-            "epoll_create1",
             fd,
             res.as_ref()
                 .map(|e| i64::from(e.0.as_raw_fd()))
@@ -826,7 +809,7 @@ pub enum EpollCtl {
 pub fn epoll_ctl(ep: &Epoll, op: EpollCtl, fd: &impl AsFd, data: u64) -> Result<()> {
     let epfd = ep.0.as_raw_fd();
     let target = raw(fd);
-    let call = Call::begin_without_probe();
+    let call = Call::begin_without_probe("epoll_ctl", Some(epfd))?;
     let res = match op {
         EpollCtl::Add(ev) => ep.add(fd, EpollEvent::new(ev, data)),
         EpollCtl::Modify(ev) => ep.modify(fd, &mut EpollEvent::new(ev, data)),
@@ -839,7 +822,6 @@ pub fn epoll_ctl(ep: &Epoll, op: EpollCtl, fd: &impl AsFd, data: u64) -> Result<
             EpollCtl::Delete => ("EPOLL_CTL_DEL", "NULL".to_string()),
         };
         call.end(
-            "epoll_ctl",
             Some(epfd),
             unit(&res),
             args! {"epfd" => epfd, "op" => name, "fd" => target, "event" => event},
@@ -859,7 +841,7 @@ const EPOLL_EVENTS_SHOWN: usize = 8;
 pub fn epoll_wait(ep: &Epoll, events: &mut [EpollEvent], timeout_ms: i32) -> Result<usize> {
     let epfd = ep.0.as_raw_fd();
     let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
-    let call = Call::begin_without_probe();
+    let call = Call::begin_without_probe("epoll_wait", Some(epfd))?;
     let res = ep.wait(events, timeout);
     if let Some(call) = call {
         let n = *res.as_ref().unwrap_or(&0);
@@ -872,7 +854,6 @@ pub fn epoll_wait(ep: &Epoll, events: &mut [EpollEvent], timeout_ms: i32) -> Res
             list.push("...".into());
         }
         call.end(
-            "epoll_wait",
             Some(epfd),
             size(&res),
             args! {
@@ -896,13 +877,12 @@ pub fn after_fork_in_child() {
 #[doc = man!("getsockopt")]
 pub fn tcp_info(fd: &impl AsFd) -> Result<ffi::TcpInfoRaw> {
     let raw_fd = raw(fd);
-    let call = Call::begin_without_probe();
+    let call = Call::begin_without_probe("getsockopt", Some(raw_fd))?;
     let res = ffi::tcp_info(raw_fd);
     if let Some(mut call) = call {
         call.known = res.ok();
         let state = res.ok().and_then(|i| TcpState::from_linux(i.state));
         call.end(
-            "getsockopt",
             Some(raw_fd),
             res.map(|_| 0),
             args! {"fd" => raw_fd, "level" => "SOL_TCP", "optname" => "TCP_INFO",
@@ -913,10 +893,41 @@ pub fn tcp_info(fd: &impl AsFd) -> Result<ffi::TcpInfoRaw> {
     res
 }
 
+/// The kernel names the wrappers log, read from this file (the first argument where each
+/// wrapper starts its call): for the tests that check that each has its texts.
+#[cfg(test)]
+pub(crate) fn logged_names() -> Vec<&'static str> {
+    let src = include_str!("mod.rs");
+    let mut names = Vec::new();
+    for part in src.split(concat!("Call::", "begin")).skip(1) {
+        let args = part
+            .split_once('(')
+            .map_or("", |(_, rest)| rest)
+            .trim_start();
+        if let Some(rest) = args.strip_prefix('"') {
+            let name = rest.split('"').next().unwrap_or_default();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, SocketAddrV4};
+
+    #[test]
+    fn every_wrapper_names_its_call_at_the_start() {
+        let names = logged_names();
+        assert!(
+            names.contains(&"accept4") && names.contains(&"clone"),
+            "{names:?}"
+        );
+        assert_eq!(names.len(), 23, "{names:?}");
+    }
 
     #[test]
     fn wrappers_work_with_logging_off() {
