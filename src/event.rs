@@ -232,6 +232,33 @@ impl StateChange {
 }
 
 impl Event {
+    /// A state change seen by an observer (`source`: `sock_diag`, `tracepoint`) for the
+    /// socket `local`-`remote`: pid 0, lane [`Lane::Lab`].
+    pub fn lab_state(
+        t: u64,
+        from: Option<TcpState>,
+        to: TcpState,
+        local: impl ToString,
+        remote: impl ToString,
+        source: &str,
+    ) -> Event {
+        Event {
+            t,
+            pid: 0,
+            tid: 0,
+            role: None,
+            lane: Lane::Lab,
+            body: Body::State(StateChange {
+                from,
+                to,
+                local: Some(local.to_string()),
+                remote: Some(remote.to_string()),
+                source: source.to_string(),
+                sock: None,
+            }),
+        }
+    }
+
     /// The syscall, if this is a syscall event.
     pub fn syscall(&self) -> Option<&Syscall> {
         match &self.body {

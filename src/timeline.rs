@@ -167,24 +167,9 @@ pub fn mark_unfinished(events: &mut Vec<Event>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::StateChange;
 
     fn state(t: u64, from: Option<TcpState>, to: TcpState, local: &str, remote: &str) -> Event {
-        Event {
-            t,
-            pid: 0,
-            tid: 0,
-            role: None,
-            lane: Lane::Lab,
-            body: Body::State(StateChange {
-                from,
-                to,
-                local: Some(local.into()),
-                remote: Some(remote.into()),
-                source: "tracepoint".into(),
-                sock: None,
-            }),
-        }
+        Event::lab_state(t, from, to, local, remote, "tracepoint")
     }
 
     fn call(t: u64, role: Role, name: &str, addr: &str) -> Event {

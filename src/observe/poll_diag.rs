@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::ObserveError;
 use super::sock_diag::{self, SockEntry};
-use crate::event::{Body, Event, Lane, StateChange};
+use crate::event::{Body, Event};
 use crate::record::now_ns;
 use crate::tcp_state::TcpState;
 
@@ -58,21 +58,7 @@ fn key_of(ev: &Event) -> Option<(&str, &str)> {
 }
 
 fn change(t: u64, (local, remote): &Key, from: Option<TcpState>, to: TcpState) -> Event {
-    Event {
-        t,
-        pid: 0,
-        tid: 0,
-        role: None,
-        lane: Lane::Lab,
-        body: Body::State(StateChange {
-            from,
-            to,
-            local: Some(local.to_string()),
-            remote: Some(remote.to_string()),
-            source: "sock_diag".to_string(),
-            sock: None,
-        }),
-    }
+    Event::lab_state(t, from, to, local, remote, "sock_diag")
 }
 
 /// Polls sock_diag for the sockets on some ports and reports what changed since last time.
@@ -108,6 +94,7 @@ impl DiagPoller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Lane;
 
     fn key(l: u16, r: u16) -> Key {
         (

@@ -16,7 +16,7 @@ use super::capture::{Capture, Interface};
 use super::poll_diag::DiagPoller;
 use super::sock_diag::{self, SockEntry};
 use super::tracepoint::TraceSession;
-use crate::event::{Body, Event, Lane, StateChange};
+use crate::event::{Body, Event, Lane};
 use crate::notes;
 use crate::record::now_ns;
 use crate::tcp_state::TcpState;
@@ -291,19 +291,5 @@ fn time_wait_sockets(ports: &[u16], netns: &[PathBuf]) -> Vec<SockEntry> {
 }
 
 fn time_wait_event(t: u64, e: &SockEntry) -> Event {
-    Event {
-        t,
-        pid: 0,
-        tid: 0,
-        role: None,
-        lane: Lane::Lab,
-        body: Body::State(StateChange {
-            from: None,
-            to: TcpState::TimeWait,
-            local: Some(e.local.to_string()),
-            remote: Some(e.remote.to_string()),
-            source: "sock_diag".into(),
-            sock: None,
-        }),
-    }
+    Event::lab_state(t, None, TcpState::TimeWait, e.local, e.remote, "sock_diag")
 }

@@ -24,7 +24,7 @@ use nix::sys::signal::kill;
 use nix::unistd::{Pid, geteuid};
 
 use super::ObserveError;
-use crate::event::{Body, Event, Lane, StateChange};
+use crate::event::Event;
 use crate::tcp_state::TcpState;
 
 /// Where tracefs is mounted (and where socklab mounts it when it is not).
@@ -64,23 +64,17 @@ pub struct TraceLine {
 }
 
 impl TraceLine {
-    /// The lab event: a state change from source `tracepoint`, pid 0, lane [`Lane::Lab`].
+    /// The lab event: a state change from source `tracepoint`, pid 0, lane
+    /// [`Lane::Lab`](crate::event::Lane::Lab).
     pub fn to_event(&self) -> Event {
-        Event {
-            t: self.t_ns,
-            pid: 0,
-            tid: 0,
-            role: None,
-            lane: Lane::Lab,
-            body: Body::State(StateChange {
-                from: Some(self.old),
-                to: self.new,
-                local: Some(SocketAddr::new(self.saddr, self.sport).to_string()),
-                remote: Some(SocketAddr::new(self.daddr, self.dport).to_string()),
-                source: "tracepoint".to_string(),
-                sock: None,
-            }),
-        }
+        Event::lab_state(
+            self.t_ns,
+            Some(self.old),
+            self.new,
+            SocketAddr::new(self.saddr, self.sport),
+            SocketAddr::new(self.daddr, self.dport),
+            "tracepoint",
+        )
     }
 }
 
@@ -507,6 +501,7 @@ fn failed(what: &str, path: &Path, e: io::Error) -> ObserveError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Body, Lane};
     use proptest::prelude::*;
 
     // Captured on this machine (kernel 6.18), from an instance's trace_pipe.

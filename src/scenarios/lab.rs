@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 use nix::errno::Errno;
 
 use crate::error::Error;
-use crate::event::{Body, Lane, Role, StateChange};
+use crate::event::Role;
 use crate::observe::sock_diag::{self, SockEntry};
 use crate::record;
 use crate::sys::{self, Domain, Flags, SockOpt, Type};
@@ -100,21 +100,8 @@ impl Lab {
             sock_diag::tcp_sockets(&[self.port]).map_err(|e| Error::Other(e.to_string()))?;
         let t = record::now_ns();
         for e in &entries {
-            let ev = crate::event::Event {
-                t,
-                pid: 0,
-                tid: 0,
-                role: None,
-                lane: Lane::Lab,
-                body: Body::State(StateChange {
-                    from: None,
-                    to: e.state,
-                    local: Some(e.local.to_string()),
-                    remote: Some(e.remote.to_string()),
-                    source: "sock_diag".into(),
-                    sock: None,
-                }),
-            };
+            let ev =
+                crate::event::Event::lab_state(t, None, e.state, e.local, e.remote, "sock_diag");
             record::emit(ev);
         }
         Ok(entries)
