@@ -536,17 +536,8 @@ fn raw_seq(ip_packet: &[u8]) -> Option<u32> {
 
 /// `SYN seq=0 127.0.0.1:40000 > 127.0.0.1:1060`: the packet as the live lines show it.
 pub fn short(p: &Packet) -> String {
-    let mut s = p.flags.clone().unwrap_or_else(|| p.proto.clone());
-    if let Some(seq) = p.seq {
-        s.push_str(&format!(" seq={seq}"));
-    }
-    if let Some(ack) = p.ack {
-        s.push_str(&format!(" ack={ack}"));
-    }
-    if p.len > 0 {
-        s.push_str(&format!(" len={}", p.len));
-    }
-    format!("{s} {} > {}", p.src, p.dst)
+    let label = crate::render::diagram::packet_label(p);
+    format!("{label} {} > {}", p.src, p.dst)
 }
 
 /// One socket in a few words: whose it is (by the server's port) and its state.
