@@ -21,12 +21,10 @@ use nix::errno::Errno;
 use crate::error::Error;
 use crate::output::say;
 use crate::record;
-use crate::sys::{self, Flags, ForkResult, Pid, Signal, WaitStatus, ffi, names};
+use crate::sys::{self, ForkResult, Pid, Signal, WaitStatus, ffi, names};
 
 use super::conn::{self, Outcome, Session};
-use super::{
-    AcceptError, FullNotice, ServeStats, ServerConfig, classify_accept_error, open_listener,
-};
+use super::{AcceptError, FullNotice, ServeStats, ServerConfig, accept, open_listener};
 
 /// How long Ctrl-C waits for the children to finish their connections before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -64,30 +62,22 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
             continue;
         }
         full.clear();
-        let (conn, peer) = match sys::accept4(&listener, Flags::SOCK_CLOEXEC) {
+        let (conn, peer) = match accept(&listener, &mut stats) {
             Ok(c) => c,
-            Err(e) => match classify_accept_error(e) {
-                AcceptError::Interrupted => {
-                    say("app.interrupted", &[]);
-                    break;
-                }
-                // EINTR from SIGCHLD lands here: the loop reaps.
-                AcceptError::Retry => continue,
-                AcceptError::Exhausted(e) => {
-                    full.exhausted(e);
-                    kids.wait_one(&mut stats);
-                    continue;
-                }
-                AcceptError::Fatal(e) => {
-                    let _ = sys::close(listener);
-                    kids.stop(&mut stats);
-                    return Err(Error::sys("accept4", real, e));
-                }
-            },
+            Err(AcceptError::Interrupted) => break,
+            // EINTR from SIGCHLD lands here: the loop reaps.
+            Err(AcceptError::Retry) => continue,
+            Err(AcceptError::Exhausted(e)) => {
+                full.exhausted(e);
+                kids.wait_one(&mut stats);
+                continue;
+            }
+            Err(AcceptError::Fatal(e)) => {
+                let _ = sys::close(listener);
+                kids.stop(&mut stats);
+                return Err(Error::sys("accept4", real, e));
+            }
         };
-        stats.accepted += 1;
-        let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
-        say("app.accepted", &[("peer", peer.clone())]);
         // A buffered log (`--log-file`) would otherwise be copied into the child and
         // written twice.
         record::flush();

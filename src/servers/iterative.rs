@@ -3,10 +3,10 @@
 
 use crate::error::Error;
 use crate::output::say;
-use crate::sys::{self, Flags, ffi};
+use crate::sys::{self, ffi};
 
 use super::conn::{self, Session};
-use super::{AcceptError, ServeStats, ServerConfig, classify_accept_error, open_listener};
+use super::{AcceptError, ServeStats, ServerConfig, accept, open_listener};
 
 pub use super::conn::reply_for;
 
@@ -26,25 +26,17 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
             say("app.interrupted", &[]);
             break;
         }
-        let (conn, peer) = match sys::accept4(&listener, Flags::SOCK_CLOEXEC) {
+        let (conn, peer) = match accept(&listener, &mut stats) {
             Ok(c) => c,
-            Err(e) => match classify_accept_error(e) {
-                AcceptError::Interrupted => {
-                    say("app.interrupted", &[]);
-                    break;
-                }
-                AcceptError::Retry => continue,
-                // One process serving one client at a time holds few descriptors; if they
-                // ran out anyway, waiting will not help.
-                AcceptError::Exhausted(e) | AcceptError::Fatal(e) => {
-                    let _ = sys::close(listener);
-                    return Err(Error::sys("accept4", real, e));
-                }
-            },
+            Err(AcceptError::Interrupted) => break,
+            Err(AcceptError::Retry) => continue,
+            // One process serving one client at a time holds few descriptors; if they
+            // ran out anyway, waiting will not help.
+            Err(AcceptError::Exhausted(e) | AcceptError::Fatal(e)) => {
+                let _ = sys::close(listener);
+                return Err(Error::sys("accept4", real, e));
+            }
         };
-        stats.accepted += 1;
-        let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
-        say("app.accepted", &[("peer", peer.clone())]);
         let mut session =
             Session::with_buffer(cfg.mode, peer, std::mem::take(&mut buf), cfg.idle_timeout);
         // A peer that vanished (EPIPE, ECONNRESET) costs this connection only.

@@ -278,6 +278,22 @@ fn classify_accept_error(e: Errno) -> AcceptError {
     }
 }
 
+/// accept4 on the listener: the connection and its peer (`?` when unknown), counted and
+/// announced; or what the loop does instead (Ctrl-C already announced).
+fn accept(listener: &OwnedFd, stats: &mut ServeStats) -> Result<(OwnedFd, String), AcceptError> {
+    let (conn, peer) = sys::accept4(listener, Flags::SOCK_CLOEXEC).map_err(|e| {
+        let what = classify_accept_error(e);
+        if matches!(what, AcceptError::Interrupted) {
+            say("app.interrupted", &[]);
+        }
+        what
+    })?;
+    stats.accepted += 1;
+    let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
+    say("app.accepted", &[("peer", peer.clone())]);
+    Ok((conn, peer))
+}
+
 /// Says, once per episode, that the server stopped accepting, and why.
 #[derive(Debug, Default)]
 struct FullNotice {

@@ -21,12 +21,10 @@ use nix::sys::signal::{SigSet, Signal};
 
 use crate::error::Error;
 use crate::output::say;
-use crate::sys::{self, Flags, How, ffi, names};
+use crate::sys::{self, How, ffi, names};
 
 use super::conn::{self, Outcome, Session};
-use super::{
-    AcceptError, FullNotice, ServeStats, ServerConfig, classify_accept_error, open_listener,
-};
+use super::{AcceptError, FullNotice, ServeStats, ServerConfig, accept, open_listener};
 
 /// How often the main thread, waiting for a worker to finish, looks for Ctrl-C.
 const TICK: Duration = Duration::from_millis(50);
@@ -205,30 +203,22 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
             continue;
         }
         full.clear();
-        let (conn, peer) = match sys::accept4(&listener, Flags::SOCK_CLOEXEC) {
+        let (conn, peer) = match accept(&listener, &mut stats) {
             Ok(c) => c,
-            Err(e) => match classify_accept_error(e) {
-                AcceptError::Interrupted => {
-                    say("app.interrupted", &[]);
-                    break;
-                }
-                AcceptError::Retry => continue,
-                AcceptError::Exhausted(e) => {
-                    full.exhausted(e);
-                    workers.wait_one(&mut stats);
-                    continue;
-                }
-                AcceptError::Fatal(e) => {
-                    let _ = sys::close(listener);
-                    workers.wake();
-                    workers.join_all(&mut stats);
-                    return Err(Error::sys("accept4", real, e));
-                }
-            },
+            Err(AcceptError::Interrupted) => break,
+            Err(AcceptError::Retry) => continue,
+            Err(AcceptError::Exhausted(e)) => {
+                full.exhausted(e);
+                workers.wait_one(&mut stats);
+                continue;
+            }
+            Err(AcceptError::Fatal(e)) => {
+                let _ = sys::close(listener);
+                workers.wake();
+                workers.join_all(&mut stats);
+                return Err(Error::sys("accept4", real, e));
+            }
         };
-        stats.accepted += 1;
-        let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
-        say("app.accepted", &[("peer", peer.clone())]);
         if let Err(e) = workers.start(conn, peer.clone(), cfg) {
             say(
                 "app.conn_failed",
