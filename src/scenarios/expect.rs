@@ -133,6 +133,23 @@ impl fmt::Display for Expect {
 }
 
 impl Expect {
+    /// The four-way close as the tracepoint sees it: `active` (the first to close) goes
+    /// ESTABLISHED -> FIN_WAIT1 -> FIN_WAIT2, `passive` ESTABLISHED -> CLOSE_WAIT -> LAST_ACK.
+    pub fn close_transitions(active: Lane, passive: Lane) -> [Expect; 4] {
+        use TcpState::{CloseWait, Established, FinWait1, FinWait2, LastAck};
+        let step = |lane, from, to| Expect::Transition {
+            lane,
+            from: Some(from),
+            to,
+        };
+        [
+            step(active, Established, FinWait1),
+            step(active, FinWait1, FinWait2),
+            step(passive, Established, CloseWait),
+            step(passive, CloseWait, LastAck),
+        ]
+    }
+
     /// The observer this expectation needs.
     pub fn tier(&self) -> Tier {
         match self {

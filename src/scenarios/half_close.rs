@@ -107,7 +107,7 @@ fn sends_after_eof(events: &[Event]) -> Result<(), String> {
 
 fn expect() -> Vec<Expect> {
     use Lane::{Client, Server};
-    vec![
+    let mut all = vec![
         Expect::Custom {
             key: "scenario.half-close.check.fin_wait",
             tier: Tier::Always,
@@ -130,26 +130,8 @@ fn expect() -> Vec<Expect> {
             lane: Client,
             state: TimeWait,
         },
-        Expect::Transition {
-            lane: Client,
-            from: Some(Established),
-            to: FinWait1,
-        },
-        Expect::Transition {
-            lane: Client,
-            from: Some(FinWait1),
-            to: FinWait2,
-        },
-        Expect::Transition {
-            lane: Server,
-            from: Some(Established),
-            to: CloseWait,
-        },
-        Expect::Transition {
-            lane: Server,
-            from: Some(CloseWait),
-            to: LastAck,
-        },
-        Expect::Packet { flags: "FIN|ACK" },
-    ]
+    ];
+    all.extend(Expect::close_transitions(Client, Server));
+    all.push(Expect::Packet { flags: "FIN|ACK" });
+    all
 }

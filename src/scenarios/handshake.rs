@@ -53,7 +53,7 @@ fn expect() -> Vec<Expect> {
 /// Every state of both sides and the handshake's packets. Shared with `ipv6`.
 pub(super) fn states() -> Vec<Expect> {
     use Lane::{Client, Server};
-    vec![
+    let mut all = vec![
         Expect::State {
             lane: Server,
             state: Listen,
@@ -94,26 +94,9 @@ pub(super) fn states() -> Vec<Expect> {
             from: Some(SynRecv),
             to: Established,
         },
-        Expect::Transition {
-            lane: Client,
-            from: Some(Established),
-            to: FinWait1,
-        },
-        Expect::Transition {
-            lane: Client,
-            from: Some(FinWait1),
-            to: FinWait2,
-        },
-        Expect::Transition {
-            lane: Server,
-            from: Some(Established),
-            to: CloseWait,
-        },
-        Expect::Transition {
-            lane: Server,
-            from: Some(CloseWait),
-            to: LastAck,
-        },
+    ];
+    all.extend(Expect::close_transitions(Client, Server));
+    all.extend([
         Expect::Transition {
             lane: Server,
             from: Some(LastAck),
@@ -122,5 +105,6 @@ pub(super) fn states() -> Vec<Expect> {
         Expect::Packet { flags: "SYN" },
         Expect::Packet { flags: "SYN|ACK" },
         Expect::Packet { flags: "FIN|ACK" },
-    ]
+    ]);
+    all
 }

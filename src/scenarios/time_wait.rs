@@ -115,7 +115,7 @@ fn restart_with_reuse(events: &[Event]) -> Result<(), String> {
 
 fn expect() -> Vec<Expect> {
     use Lane::{Client, Server};
-    vec![
+    let mut all = vec![
         Expect::State {
             lane: Server,
             state: Listen,
@@ -138,26 +138,8 @@ fn expect() -> Vec<Expect> {
             tier: Tier::Always,
             check: restart_with_reuse,
         },
-        Expect::Transition {
-            lane: Server,
-            from: Some(Established),
-            to: FinWait1,
-        },
-        Expect::Transition {
-            lane: Server,
-            from: Some(FinWait1),
-            to: FinWait2,
-        },
-        Expect::Transition {
-            lane: Client,
-            from: Some(Established),
-            to: CloseWait,
-        },
-        Expect::Transition {
-            lane: Client,
-            from: Some(CloseWait),
-            to: LastAck,
-        },
-        Expect::Packet { flags: "FIN|ACK" },
-    ]
+    ];
+    all.extend(Expect::close_transitions(Server, Client));
+    all.push(Expect::Packet { flags: "FIN|ACK" });
+    all
 }
