@@ -117,33 +117,27 @@ fn is_timeout(e: &std::io::Error) -> bool {
 
 /// Reads exactly `buf.len()` bytes; gives up at `until` or when stopped.
 fn read_full(s: &mut TcpStream, buf: &mut [u8], until: Instant, ctx: &Ctx) -> Result<(), Halt> {
-    let mut got = 0;
-    while got < buf.len() {
-        match s.read(&mut buf[got..]) {
-            Ok(0) => return Err(Halt::Eof),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if is_timeout(&e) => {
-                if ctx.stopped() {
-                    return Err(Halt::Stopped);
-                }
-                if Instant::now() >= until {
-                    return Err(Halt::Late);
-                }
-            }
-            Err(e) => return Err(Halt::Io(e)),
-        }
-    }
-    Ok(())
+    all_of(buf.len(), until, ctx, |at| s.read(&mut buf[at..]))
 }
 
 /// Writes all of `buf`; gives up at `until` or when stopped.
 fn write_full(s: &mut TcpStream, buf: &[u8], until: Instant, ctx: &Ctx) -> Result<(), Halt> {
-    let mut sent = 0;
-    while sent < buf.len() {
-        match s.write(&buf[sent..]) {
+    all_of(buf.len(), until, ctx, |at| s.write(&buf[at..]))
+}
+
+/// Calls `io` (a read or write from offset `at`) until `len` bytes have moved; gives up at
+/// `until` or when stopped.
+fn all_of(
+    len: usize,
+    until: Instant,
+    ctx: &Ctx,
+    mut io: impl FnMut(usize) -> std::io::Result<usize>,
+) -> Result<(), Halt> {
+    let mut done = 0;
+    while done < len {
+        match io(done) {
             Ok(0) => return Err(Halt::Eof),
-            Ok(n) => sent += n,
+            Ok(n) => done += n,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if is_timeout(&e) => {
                 if ctx.stopped() {
