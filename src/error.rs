@@ -63,7 +63,7 @@ impl fmt::Display for Error {
                 f.write_str(&what)?;
                 if let Some(why) = explain_errno(*errno) {
                     let why = why.split_once(": ").map_or(why.as_str(), |(_, rest)| rest);
-                    write!(f, ". {why}")?;
+                    write!(f, ": {why}")?;
                 }
                 Ok(())
             }
