@@ -116,21 +116,27 @@ impl Call {
             Ok(v) => (v, None),
             Err(e) => (-1, Some(names::errno(e))),
         };
-        let (before, info) = record::with_fds(|t| {
+        // One lock of the table per event: the update, the probe (a TCP socket still open) and
+        // the state it read.
+        let (before, info, look, probe) = record::with_fds(|t| {
             let before = fd.and_then(|fd| t.get(&fd).cloned());
             update(t);
-            (before, fd.and_then(|fd| t.get(&fd).cloned()))
+            let Some((fd, i)) = fd.and_then(|fd| Some((fd, t.get_mut(&fd)?))) else {
+                return (before, None, self.known, None);
+            };
+            let after = i.clone();
+            let probing = self.probe && i.transport == Transport::Tcp && record::probing();
+            let look = if probing {
+                ffi::tcp_info(fd).ok()
+            } else {
+                self.known
+            };
+            if let Some(st) = look.and_then(|ti| TcpState::from_linux(ti.state)) {
+                i.last_state = Some(st);
+            }
+            let probe = probing.then(|| "getsockopt(TCP_INFO)".to_string());
+            (before, Some(after), look, probe)
         });
-        let mut probe = None;
-        let mut look = self.known;
-        if let (Some(fd), Some(info)) = (fd, &info)
-            && self.probe
-            && info.transport == Transport::Tcp
-            && record::probing()
-        {
-            probe = Some("getsockopt(TCP_INFO)".to_string());
-            look = ffi::tcp_info(fd).ok();
-        }
         let tcp_state = look.and_then(|ti| TcpState::from_linux(ti.state));
         let queue = look
             .filter(|_| tcp_state == Some(TcpState::Listen))
@@ -138,13 +144,8 @@ impl Call {
                 len: ti.unacked,
                 backlog: ti.sacked,
             });
-        if let (Some(fd), Some(st)) = (fd, tcp_state) {
-            record::with_fds(|t| {
-                if let Some(i) = t.get_mut(&fd) {
-                    i.last_state = Some(st);
-                }
-            });
-        }
+        // Addresses from after the call, or from before it when the call removed the fd.
+        let addrs = info.as_ref().or(before.as_ref());
         let body = Body::Syscall(Syscall {
             name: self.name.to_string(),
             fd,
@@ -153,16 +154,8 @@ impl Call {
             errno,
             dur_ns: end.saturating_sub(self.start),
             tcp_state,
-            local: info
-                .as_ref()
-                .or(before.as_ref())
-                .and_then(|i| i.local)
-                .map(|a| a.to_string()),
-            remote: info
-                .as_ref()
-                .or(before.as_ref())
-                .and_then(|i| i.remote)
-                .map(|a| a.to_string()),
+            local: addrs.and_then(|i| i.local).map(|a| a.to_string()),
+            remote: addrs.and_then(|i| i.remote).map(|a| a.to_string()),
             queue,
             probe,
         });
