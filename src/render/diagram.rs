@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use crate::event::{Body, Event, Lane, Note, Packet, StateChange, Syscall};
+use crate::event::{Body, Event, Lane, Packet, Syscall};
 
 use super::human::{call_text, result_text};
 
@@ -139,12 +139,6 @@ impl Ends {
     }
 }
 
-/// True for a note that reports what the program printed (`app.*`): a thing that happened,
-/// drawn as a row of its own even when notes are off.
-pub(crate) fn is_output(n: &Note) -> bool {
-    n.is_action()
-}
-
 /// `SYN|ACK seq=0 ack=1`, `PSH|ACK seq=1 ack=1 len=18`: flags, relative seq/ack, payload.
 pub(crate) fn packet_label(p: &Packet) -> String {
     let mut s = p.flags.clone().unwrap_or_else(|| p.proto.clone());
@@ -163,11 +157,6 @@ pub(crate) fn packet_label(p: &Packet) -> String {
 /// True when the packet resets the connection.
 pub(crate) fn is_rst(p: &Packet) -> bool {
     p.flags.as_deref().is_some_and(|f| f.contains("RST"))
-}
-
-/// `SYN_SENT -> ESTABLISHED`, with the given arrow; `?` when the old state is unknown.
-pub(crate) fn state_label(st: &StateChange, arrow: &str) -> String {
-    st.label(arrow)
 }
 
 /// Milliseconds from `t0`, three decimals.
@@ -462,11 +451,11 @@ pub fn diagram(events: &[Event], opts: &DiagramOptions) -> String {
                 grid.lane_row(&t, ev.lane, &printable(&fit_call(sc, max)), code)
             }
             Body::State(st) => {
-                let text = format!("[kernel] {}", state_label(st, "->"));
+                let text = format!("[kernel] {}", st.label("->"));
                 grid.lane_row(&t, ev.lane, &text, Some(sgr::KERNEL))
             }
             Body::Packet(p) => grid.packet_row(&t, p, ends.dir(p)),
-            Body::Note(n) if is_output(n) => {
+            Body::Note(n) if n.is_action() => {
                 let text = printable(&n.action_text());
                 grid.lane_row(&t, ev.lane, &text, lane_code(ev.lane))
             }
@@ -487,7 +476,7 @@ pub(crate) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::event::{Role, StateChange};
+    use crate::event::{Note, Role, StateChange};
 
     pub(crate) const CLIENT: &str = "127.0.0.1:52652";
     pub(crate) const SERVER: &str = "127.0.0.1:1060";
@@ -763,7 +752,7 @@ pub(crate) mod tests {
         let text = diagram(&events, &opts);
         let shown = events
             .iter()
-            .filter(|e| e.note().is_none_or(is_output))
+            .filter(|e| e.note().is_none_or(Note::is_action))
             .count();
         assert_eq!(rows(&text).len(), shown, "\n{text}");
         // with notes: every note starts one indented block of its own
@@ -771,7 +760,7 @@ pub(crate) mod tests {
         let marks = text.lines().filter(|l| l.contains('↳')).count();
         let notes = events
             .iter()
-            .filter(|e| e.note().is_some_and(|n| !is_output(n)))
+            .filter(|e| e.note().is_some_and(|n| !n.is_action()))
             .count();
         assert_eq!(marks, notes, "\n{text}");
     }

@@ -9,9 +9,7 @@ use std::fmt::Write as _;
 use crate::event::{Body, Event, Lane, Note, Packet, StateChange, Syscall};
 use crate::tcp_state::TcpState;
 
-use super::diagram::{
-    Dir, Ends, fit, fit_call, is_output, is_rst, ms, packet_label, state_label, wrap,
-};
+use super::diagram::{Dir, Ends, fit, fit_call, is_rst, ms, packet_label, wrap};
 use super::human::{call_text, result_text};
 
 /// How [`svg`] and [`html`] draw.
@@ -272,7 +270,7 @@ impl Canvas<'_> {
 
     fn state(&mut self, t: &str, lane: Lane, st: &StateChange) {
         const SIZE: f64 = 11.0;
-        let text = state_label(st, "→");
+        let text = st.label("→");
         let w = mono_w(&text, SIZE) + 20.0;
         let (x, y) = (self.lay.x(lane), self.y);
         let lead = text.strip_suffix(st.to.name()).unwrap_or("");
@@ -522,7 +520,7 @@ pub fn svg(events: &[Event], opts: &SvgOptions) -> String {
             Body::Syscall(sc) => cv.call(&t, ev.lane, sc),
             Body::State(st) => cv.state(&t, ev.lane, st),
             Body::Packet(p) => cv.packet(&t, p),
-            Body::Note(n) if is_output(n) => cv.output(&t, ev.lane, n),
+            Body::Note(n) if n.is_action() => cv.output(&t, ev.lane, n),
             Body::Note(n) if opts.notes => cv.note(ev.lane, n),
             Body::Note(_) => {}
         }
@@ -615,7 +613,7 @@ fn what_html(ev: &Event, ends: &Ends) -> String {
             format!(
                 r##"<span class="pill" style="background:{}">{}</span> kernel ({}){}"##,
                 state_color(st.to),
-                esc(&state_label(st, "→")),
+                esc(&st.label("→")),
                 esc(&st.source),
                 esc(&ends)
             )
@@ -635,7 +633,7 @@ fn what_html(ev: &Event, ends: &Ends) -> String {
                 esc(&p.dst)
             )
         }
-        Body::Note(n) if is_output(n) => esc(&n.action_text()),
+        Body::Note(n) if n.is_action() => esc(&n.action_text()),
         Body::Note(n) => esc(&n.text),
     }
 }
@@ -724,7 +722,7 @@ pub fn html(events: &[Event], opts: &SvgOptions) -> String {
     let t0 = events.iter().map(|e| e.t).min().unwrap_or(0);
     let mut rows = String::new();
     for ev in events {
-        let note = ev.note().filter(|n| !is_output(n));
+        let note = ev.note().filter(|n| !n.is_action());
         if note.is_some() && !opts.notes {
             continue;
         }
@@ -909,7 +907,7 @@ mod tests {
         );
         let n = events
             .iter()
-            .filter(|e| e.note().is_some_and(|n| !is_output(n)))
+            .filter(|e| e.note().is_some_and(|n| !n.is_action()))
             .count();
         assert_eq!(with_class(&parse(&with), "note").len(), n);
         assert!(with_class(&parse(&without), "note").is_empty());
