@@ -8,22 +8,18 @@
 mod common;
 
 use socklab::Role;
-use socklab::sys::{self, Domain, Flags, Type};
+use socklab::sys;
 
 fn main() -> common::Result {
     common::start(&common::t("06.title", &[]));
     common::say(&common::t("setup", &[]));
 
-    common::act_as(Role::Server);
-    let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
-    sys::bind(&listener, common::loopback_any_port())?;
-    sys::listen(&listener, 1)?;
-    let server = sys::getsockname(&listener)?;
-    common::act_as(Role::Client);
-    let client = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
-    sys::connect(&client, server)?;
-    common::act_as(Role::Server);
-    let (conn, _) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
+    let common::Connected {
+        listener,
+        client,
+        conn,
+        ..
+    } = common::connected()?;
 
     common::say("");
     common::say(&common::t("06.writes_twice", &[]));

@@ -11,28 +11,24 @@
 
 mod common;
 
-use socklab::sys::{self, Domain, Flags, How, Type};
+use socklab::sys::{self, How};
 use socklab::{Role, TcpState};
 
 fn main() -> common::Result {
     common::start(&common::t("07.title", &[]));
     common::say(&common::t("setup", &[]));
 
-    common::act_as(Role::Server);
-    let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
-    sys::bind(&listener, common::loopback_any_port())?;
-    sys::listen(&listener, 1)?;
-    let server = sys::getsockname(&listener)?;
+    let common::Connected {
+        listener,
+        client,
+        conn,
+        server,
+    } = common::connected()?;
     common::act_as(Role::Client);
-    let client = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
-    sys::connect(&client, server)?;
     let local = sys::getsockname(&client)?;
-    common::act_as(Role::Server);
-    let (conn, _) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
 
     common::say("");
     common::say(&common::t("07.shutdown", &[]));
-    common::act_as(Role::Client);
     sys::shutdown(&client, How::Write)?;
     let after_fin = common::look(&client)?;
 

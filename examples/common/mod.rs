@@ -11,14 +11,14 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use socklab::event::{AcceptQueue, Body, Event, StateChange};
 use socklab::notes;
 use socklab::observe::sock_diag;
 use socklab::record::{self, Options, Sink};
 use socklab::render::{human, json::JsonLines};
-use socklab::sys;
+use socklab::sys::{self, Domain, Flags, Type};
 use socklab::{Role, TcpState};
 
 /// The error type of the examples' `main`: any failed call ends the example with its message.
@@ -76,6 +76,39 @@ pub fn act_as(role: Role) {
 /// 127.0.0.1, port 0: loopback only, and the kernel picks a free port.
 pub fn loopback_any_port() -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+}
+
+/// The connection steps 6 and 7 start from (steps 3 to 5 build it call by call).
+pub struct Connected {
+    /// The server's listening socket.
+    pub listener: OwnedFd,
+    /// The client's socket, connected to `server`.
+    pub client: OwnedFd,
+    /// The server's socket for this connection, from accept4().
+    pub conn: OwnedFd,
+    /// The listener's address.
+    pub server: SocketAddr,
+}
+
+/// A listener on a loopback port, a client connected to it and the accepted socket, each
+/// call logged in its side's lane. Ends acting as the server.
+pub fn connected() -> Result<Connected> {
+    act_as(Role::Server);
+    let listener = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
+    sys::bind(&listener, loopback_any_port())?;
+    sys::listen(&listener, 1)?;
+    let server = sys::getsockname(&listener)?;
+    act_as(Role::Client);
+    let client = sys::socket(Domain::Inet, Type::Stream, Flags::SOCK_CLOEXEC)?;
+    sys::connect(&client, server)?;
+    act_as(Role::Server);
+    let (conn, _) = sys::accept4(&listener, Flags::SOCK_CLOEXEC)?;
+    Ok(Connected {
+        listener,
+        client,
+        conn,
+        server,
+    })
 }
 
 /// What one TCP_INFO read returned: the socket's state and, on a listener, its accept queue.
