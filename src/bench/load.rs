@@ -286,9 +286,22 @@ pub struct RrParams {
     pub duration: Duration,
 }
 
+#[derive(Default)]
 struct RrWorker {
     counted: u64,
     hist: Histogram,
+}
+
+impl RrWorker {
+    /// Counts a transaction from `start` to `done` if it started after the warmup (`from`)
+    /// and ended within the duration (`end`).
+    fn count(&mut self, ctx: &Ctx, start: Instant, done: Instant, from: Instant, end: Instant) {
+        if start >= from && done <= end {
+            self.counted += 1;
+            self.hist.record(done - start);
+            ctx.done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// RR: `conns` connections, each sending `size` bytes and reading them back, one transaction
@@ -339,10 +352,7 @@ fn rr_worker(
     end: Instant,
     hard: Instant,
 ) -> RrWorker {
-    let mut w = RrWorker {
-        counted: 0,
-        hist: Histogram::default(),
-    };
+    let mut w = RrWorker::default();
     let mut s = match connect(ctx.addr, true) {
         Ok(s) => s,
         Err(e) => {
@@ -372,11 +382,7 @@ fn rr_worker(
             errors.add("the answer differs from the request".into());
             break;
         }
-        if start >= from && done <= end {
-            w.counted += 1;
-            w.hist.record(done - start);
-            ctx.done.fetch_add(1, Ordering::Relaxed);
-        }
+        w.count(ctx, start, done, from, end);
     }
     let _ = s.shutdown(Shutdown::Both);
     w
@@ -501,10 +507,7 @@ fn crr_worker(
     end: Instant,
     hard: Instant,
 ) -> RrWorker {
-    let mut w = RrWorker {
-        counted: 0,
-        hist: Histogram::default(),
-    };
+    let mut w = RrWorker::default();
     let req: Vec<u8> = (0..size).map(|i| i as u8 ^ 0x5a).collect();
     let mut resp = vec![0u8; size];
     for _ in 0..MAX_CONNECTIONS {
@@ -513,14 +516,7 @@ fn crr_worker(
             break;
         }
         match crr_once(ctx, sources.take(), &req, &mut resp, hard) {
-            Ok(()) => {
-                let done = Instant::now();
-                if start >= from && done <= end {
-                    w.counted += 1;
-                    w.hist.record(done - start);
-                    ctx.done.fetch_add(1, Ordering::Relaxed);
-                }
-            }
+            Ok(()) => w.count(ctx, start, Instant::now(), from, end),
             Err(h) => {
                 if let Some(e) = h.describe() {
                     errors.add(e);
