@@ -74,9 +74,9 @@ static void echo_blocking(int fd) {
     close(fd);
 }
 
-static int accept_one(int lfd, int flags) {
+static int accept_one(int lfd) {
     for (;;) {
-        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | flags);
+        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (c >= 0)
             return c;
         if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
@@ -85,9 +85,22 @@ static int accept_one(int lfd, int flags) {
     }
 }
 
+/* accept_one for the fork and thread models: when descriptors or memory run out, waits 1 ms
+ * for a connection to finish and tries again. */
+static int accept_waiting(int lfd) {
+    for (;;) {
+        int c = accept_one(lfd);
+        if (c >= 0)
+            return c;
+        if (errno != EMFILE && errno != ENFILE && errno != ENOMEM && errno != ENOBUFS)
+            die("accept4");
+        usleep(1000);
+    }
+}
+
 static void run_iterative(int lfd) {
     for (;;) {
-        int c = accept_one(lfd, 0);
+        int c = accept_one(lfd);
         if (c < 0)
             die("accept4");
         echo_blocking(c);
@@ -111,14 +124,7 @@ static void run_fork(int lfd) {
     if (sigaction(SIGCHLD, &sa, NULL) < 0)
         die("sigaction");
     for (;;) {
-        int c = accept_one(lfd, 0);
-        if (c < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
-                usleep(1000);
-                continue;
-            }
-            die("accept4");
-        }
+        int c = accept_waiting(lfd);
         pid_t pid = fork();
         if (pid == 0) {
             close(lfd);
@@ -139,14 +145,7 @@ static void run_thread(int lfd) {
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     for (;;) {
-        int c = accept_one(lfd, 0);
-        if (c < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
-                usleep(1000);
-                continue;
-            }
-            die("accept4");
-        }
+        int c = accept_waiting(lfd);
         pthread_t t;
         if (pthread_create(&t, &attr, thread_main, (void *)(intptr_t)c) != 0)
             close(c);
