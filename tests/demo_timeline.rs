@@ -22,12 +22,13 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::{Pid, geteuid};
+use nix::sys::signal::Signal;
 use socklab::event::{Packet, StateChange, Syscall};
 use socklab::observe::sock_diag;
 use socklab::{Body, Event, Lane, Role, TcpState};
-use util::{Finished, Proc, TIMEOUT, arg, assert_no_panic, free_port, socklab_exe};
+use util::{
+    Finished, Proc, TIMEOUT, arg, assert_no_panic, free_port, instances_of, is_root, socklab_exe,
+};
 
 /// The demo client's default message.
 const MESSAGE: &str = "hello from socklab";
@@ -37,14 +38,8 @@ const MESSAGE: &str = "hello from socklab";
 /// from CLOCK_REALTIME with an offset measured once (well under a microsecond off).
 const SLACK_NS: u64 = 2_000;
 
-const INSTANCES: &str = "/sys/kernel/tracing/instances";
-
 /// The user the unprivileged runs use when this test runs as root.
 const NOBODY: u32 = 65534;
-
-fn is_root() -> bool {
-    geteuid().is_root()
-}
 
 /// A directory under the temp dir, removed when dropped.
 struct TempDir(PathBuf);
@@ -597,18 +592,6 @@ fn tcpdump_count(path: &Path) -> Option<usize> {
     Some(String::from_utf8_lossy(&out.stdout).lines().count())
 }
 
-/// The socklab tracefs instances of process `pid`.
-fn instances_of(pid: u32) -> Vec<String> {
-    let Ok(dir) = fs::read_dir(INSTANCES) else {
-        return Vec::new();
-    };
-    let (exact, numbered) = (format!("socklab-{pid}"), format!("socklab-{pid}-"));
-    dir.flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| *n == exact || n.starts_with(&numbered))
-        .collect()
-}
-
 /// Running socklab processes whose arguments name `port` (the demo's children).
 fn processes_on(port: u16) -> Vec<String> {
     let port = port.to_string();
@@ -663,7 +646,7 @@ fn ctrl_c_during_the_demo_leaves_no_instance_and_no_child() {
             }
         }
         thread::sleep(Duration::from_millis(i * 3 % 31));
-        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGINT);
+        util::sigint(pid, true);
         let f = demo.finish();
         assert_no_panic(&f.stderr);
         match (f.status.code(), f.status.signal()) {

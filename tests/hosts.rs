@@ -19,8 +19,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::{Pid, geteuid};
+use nix::sys::signal::Signal;
+use nix::unistd::geteuid;
 use socklab::event::{Packet, StateChange};
 use socklab::{Body, Event, Role};
 use util::{Finished, Proc, TIMEOUT, arg, assert_no_panic, calls, socklab_exe};
@@ -555,7 +555,7 @@ fn ctrl_c_at_any_moment_leaves_no_namespace() {
         // 200 ms here, `socklab hosts` 50.
         let span = if persistent { 50 } else { 200 };
         thread::sleep(Duration::from_millis(i * 37 % span));
-        let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGINT);
+        util::sigint(pid, true);
         let f = p.finish();
         assert_no_panic(&f.stderr);
         match (f.status.code(), f.status.signal()) {

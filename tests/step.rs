@@ -19,11 +19,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::{Pid, geteuid};
 use socklab::observe::sock_diag;
 use socklab::{Body, Event, TcpState};
-use util::{TIMEOUT, assert_no_panic, events, socklab_exe};
+use util::{TIMEOUT, assert_no_panic, events, instances_of, is_root, socklab_exe};
 
 /// A socklab run whose stdout and stderr are read line by line as they come, with stdin for
 /// the answers. Dropping it kills and reaps the process.
@@ -381,22 +379,6 @@ fn a_paused_server_has_not_accepted_yet_while_the_kernel_has() {
     assert!(status.success(), "{status}\n{err}");
 }
 
-fn is_root() -> bool {
-    geteuid().is_root()
-}
-
-/// The tracefs instances of process `pid` (the demo's and scenario's observers).
-fn instances_of(pid: u32) -> Vec<String> {
-    let Ok(dir) = fs::read_dir("/sys/kernel/tracing/instances") else {
-        return Vec::new();
-    };
-    let (exact, numbered) = (format!("socklab-{pid}"), format!("socklab-{pid}-"));
-    dir.flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| *n == exact || n.starts_with(&numbered))
-        .collect()
-}
-
 /// `(pid N)` in a pause's first line.
 fn pid_in(line: &str) -> u32 {
     let rest = line.split("(pid ").nth(1).expect("(pid N)");
@@ -456,12 +438,7 @@ fn interrupt_at(
         );
     }
     // While the prompt waits, with its snapshot printed.
-    let target = Pid::from_raw(pid as i32);
-    if group {
-        let _ = killpg(target, Signal::SIGINT);
-    } else {
-        let _ = kill(target, Signal::SIGINT);
-    }
+    util::sigint(pid, group);
     let (status, _, err) = run.finish();
     assert_no_panic(&err);
     assert!(

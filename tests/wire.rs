@@ -19,15 +19,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
-use nix::sys::signal::{Signal, kill, killpg};
-use nix::unistd::{Pid, geteuid};
 use socklab::observe::sock_diag::{self, SockEntry};
 use socklab::{Body, Event, TcpState};
-use util::{TIMEOUT, assert_no_panic, socklab_exe};
-
-fn is_root() -> bool {
-    geteuid().is_root()
-}
+use util::{TIMEOUT, assert_no_panic, is_root, socklab_exe};
 
 /// A `socklab --json demo -p 0 --wire ...` run whose stderr (the live wire lines) is read line
 /// by line, with stdin for the answers. Dropping it kills and reaps the demo.
@@ -447,12 +441,7 @@ fn ctrl_c_at_any_step_leaves_nothing() {
                 demo.answer("");
             }
         }
-        let target = Pid::from_raw(pid as i32);
-        if group {
-            let _ = killpg(target, Signal::SIGINT);
-        } else {
-            let _ = kill(target, Signal::SIGINT);
-        }
+        util::sigint(pid, group);
         let (status, _, stderr) = demo.finish();
         assert_no_panic(&stderr);
         assert!(

@@ -277,3 +277,31 @@ pub fn assert_no_panic(stderr: &str) {
         );
     }
 }
+
+/// True when the tests run as root (the privileged tests run; the others skip).
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The socklab tracefs instances of process `pid` (`socklab-<pid>` and `socklab-<pid>-N`).
+pub fn instances_of(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/sys/kernel/tracing/instances") else {
+        return Vec::new();
+    };
+    let (exact, numbered) = (format!("socklab-{pid}"), format!("socklab-{pid}-"));
+    dir.flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| *n == exact || n.starts_with(&numbered))
+        .collect()
+}
+
+/// Sends SIGINT to `pid`'s process group (as a terminal's Ctrl-C does) or to `pid` alone.
+pub fn sigint(pid: u32, group: bool) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    if group {
+        let _ = killpg(target, Signal::SIGINT);
+    } else {
+        let _ = kill(target, Signal::SIGINT);
+    }
+}
