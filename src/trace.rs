@@ -854,6 +854,7 @@ impl Pairing {
                 lines_of.entry(*ev).or_default().push(i);
             }
         }
+        let strace = |i: usize| strace_text(&self.calls[i], self.labels[i]);
         for (ev, e) in self.events.iter().enumerate() {
             let is_look = matches!(&e.body, Body::State(s) if s.source == "tcp_info");
             if e.syscall().is_none() && !is_look {
@@ -861,32 +862,17 @@ impl Pairing {
             }
             if let Some(early) = before_first.remove(&thread_of(e)) {
                 for i in early {
-                    line(
-                        &mut out,
-                        "",
-                        "strace",
-                        &strace_text(&self.calls[i], self.labels[i]),
-                    );
+                    line(&mut out, "", "strace", &strace(i));
                 }
                 out.push('\n');
             }
             line(&mut out, &who(e), "lab", &lab_text(e));
             match self.anchors[ev] {
-                Some(a) => line(
-                    &mut out,
-                    "",
-                    "strace",
-                    &strace_text(&self.calls[a], self.labels[a]),
-                ),
+                Some(a) => line(&mut out, "", "strace", &strace(a)),
                 None => line(&mut out, "", "strace", "!! no such call in strace's log"),
             }
             for &i in lines_of.get(&ev).map_or(&[][..], Vec::as_slice) {
-                line(
-                    &mut out,
-                    "",
-                    "strace",
-                    &strace_text(&self.calls[i], self.labels[i]),
-                );
+                line(&mut out, "", "strace", &strace(i));
             }
             out.push('\n');
         }
@@ -894,12 +880,7 @@ impl Pairing {
             if early.iter().any(|&i| self.labels[i] == Label::Unlogged) {
                 let who = format!("thread {tid}");
                 for i in early {
-                    line(
-                        &mut out,
-                        &who,
-                        "strace",
-                        &strace_text(&self.calls[i], self.labels[i]),
-                    );
+                    line(&mut out, &who, "strace", &strace(i));
                 }
                 out.push('\n');
             }
