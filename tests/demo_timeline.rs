@@ -595,22 +595,9 @@ fn tcpdump_count(path: &Path) -> Option<usize> {
 /// Running socklab processes whose arguments name `port` (the demo's children).
 fn processes_on(port: u16) -> Vec<String> {
     let port = port.to_string();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
-        .map(|raw| {
-            raw.split(|&b| b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-        })
+    util::processes()
+        .into_iter()
+        .map(|(_, args)| args)
         .filter(|args| {
             args.first().is_some_and(|a| a.contains("socklab"))
                 && args.iter().any(|a| a == "server" || a == "client")

@@ -603,22 +603,9 @@ fn ctrl_c_at_any_moment_leaves_no_namespace() {
 
 /// Running socklab servers and clients of the lab (their arguments name the server's IP).
 fn lab_programs() -> Vec<String> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
-        .map(|raw| {
-            raw.split(|&b| b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-        })
+    util::processes()
+        .into_iter()
+        .map(|(_, args)| args)
         .filter(|args| {
             args.iter().any(|a| a.contains("socklab")) && args.iter().any(|a| a == SERVER_IP)
         })

@@ -394,14 +394,15 @@ fn alive(pid: u32) -> bool {
 /// The demo's children still running: socklab processes started with `--step-remote` for
 /// `port`.
 fn remote_children(port: &str) -> Vec<String> {
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
-        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
-        .filter(|c| c.contains("socklab") && c.contains("--step-remote"))
-        .filter(|c| c.split(' ').any(|a| a == port))
+    util::processes()
+        .into_iter()
+        .map(|(_, args)| args)
+        .filter(|args| {
+            args.iter().any(|a| a.contains("socklab"))
+                && args.iter().any(|a| a == "--step-remote")
+                && args.iter().any(|a| a == port)
+        })
+        .map(|args| args.join(" "))
         .collect()
 }
 

@@ -381,29 +381,17 @@ fn netns_of(pid: u32) -> String {
 /// Processes in network namespace `ns`, and socklab processes whose arguments name `port`.
 fn left_behind(ns: &str, port: u16) -> Vec<String> {
     let port = port.to_string();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let args: Vec<String> = fs::read(e.path().join("cmdline"))
-            .unwrap_or_default()
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let in_ns = fs::read_link(e.path().join("ns/net")).is_ok_and(|p| p.to_string_lossy() == ns);
-        let on_port = port != "0"
-            && args.first().is_some_and(|a| a.contains("socklab"))
-            && args.contains(&port);
-        if in_ns || on_port {
-            out.push(format!("{name}: {}", args.join(" ")));
-        }
-    }
-    out
+    util::processes()
+        .into_iter()
+        .filter(|(pid, args)| {
+            let in_ns = netns_of(*pid) == ns;
+            let on_port = port != "0"
+                && args.first().is_some_and(|a| a.contains("socklab"))
+                && args.contains(&port);
+            in_ns || on_port
+        })
+        .map(|(pid, args)| format!("{pid}: {}", args.join(" ")))
+        .collect()
 }
 
 /// The rules of the root namespace's OUTPUT chain, as iptables-nft lists them.

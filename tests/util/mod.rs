@@ -305,3 +305,22 @@ pub fn sigint(pid: u32, group: bool) {
         let _ = kill(target, Signal::SIGINT);
     }
 }
+
+/// Every process now running: its pid and its arguments (`/proc/<pid>/cmdline`).
+pub fn processes() -> Vec<(u32, Vec<String>)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse().ok()?;
+            let raw = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args = raw
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            Some((pid, args))
+        })
+        .collect()
+}
