@@ -186,16 +186,17 @@ fn wait_answer(stdin: &mut LineReader, max: Duration) -> Answer {
     }
 }
 
-/// Sleeps `d` in short slices; `Interrupted` at Ctrl-C.
-fn wait_delay(d: Duration) -> Answer {
+/// Sleeps `d` in short slices; false when Ctrl-C cut it short (checked last after the
+/// sleep, too).
+pub(crate) fn sleep_unless_interrupted(d: Duration) -> bool {
     let end = Instant::now() + d;
     loop {
         if ffi::interrupted() {
-            return Answer::Interrupted;
+            return false;
         }
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Answer::Go;
+            return true;
         }
         std::thread::sleep(left.min(Duration::from_millis(20)));
     }
@@ -448,7 +449,11 @@ impl Stepper {
                         notes::text("step.delay", &[("ms", d.as_millis().to_string())])
                     ));
                     print(to_stderr, &text);
-                    wait_delay(*d)
+                    if sleep_unless_interrupted(*d) {
+                        Answer::Go
+                    } else {
+                        Answer::Interrupted
+                    }
                 }
             }
         };

@@ -188,17 +188,10 @@ struct Pauser {
 impl Pauser {
     fn wait(&mut self, next: &str) -> Pause {
         if let Some(d) = self.delay {
-            let end = Instant::now() + d;
-            while Instant::now() < end {
-                if ffi::interrupted() {
-                    return Pause::Interrupted;
-                }
-                thread::sleep((end - Instant::now()).min(Duration::from_millis(20)));
-            }
-            return if ffi::interrupted() {
-                Pause::Interrupted
-            } else {
+            return if crate::step::sleep_unless_interrupted(d) {
                 Pause::Next
+            } else {
+                Pause::Interrupted
             };
         }
         if self.at_eof {
