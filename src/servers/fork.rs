@@ -24,7 +24,7 @@ use crate::record;
 use crate::sys::{self, ForkResult, Pid, Signal, WaitStatus, ffi, names};
 
 use super::conn::{self, Outcome, Session};
-use super::{AcceptError, FullNotice, ServeStats, ServerConfig, accept, open_listener};
+use super::{FullNotice, Pool, ServeStats, ServerConfig, next_for_pool, open_listener};
 
 /// How long Ctrl-C waits for the children to finish their connections before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -44,35 +44,10 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
     // child only the pages its reads touch (copy-on-write).
     let mut child_buf = vec![0u8; cfg.read_size.max(1)];
     loop {
-        if ffi::take_child_exited() {
-            kids.reap(&mut stats);
-        }
-        if cfg.enough(stats.accepted) {
-            break;
-        }
-        // (A signal between this check and accept4 is seen only at the next return; closing
-        // that window takes ppoll or a self-pipe.)
-        if ffi::interrupted() {
-            say("app.interrupted", &[]);
-            break;
-        }
-        if kids.live.len() >= cfg.max_conns.max(1) {
-            full.workers(cfg.max_conns, cfg.backlog);
-            kids.wait_one(&mut stats);
-            continue;
-        }
-        full.clear();
-        let (conn, peer) = match accept(&listener, &mut stats) {
-            Ok(c) => c,
-            Err(AcceptError::Interrupted) => break,
-            // EINTR from SIGCHLD lands here: the loop reaps.
-            Err(AcceptError::Retry) => continue,
-            Err(AcceptError::Exhausted(e)) => {
-                full.exhausted(e);
-                kids.wait_one(&mut stats);
-                continue;
-            }
-            Err(AcceptError::Fatal(e)) => {
+        let (conn, peer) = match next_for_pool(&listener, cfg, &mut kids, &mut stats, &mut full) {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
                 let _ = sys::close(listener);
                 kids.stop(&mut stats);
                 return Err(Error::sys("accept4", real, e));
@@ -139,6 +114,32 @@ struct Children {
     live: HashSet<Pid>,
 }
 
+impl Pool for Children {
+    fn collect(&mut self, stats: &mut ServeStats) {
+        if ffi::take_child_exited() {
+            self.reap(stats);
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Waits until one child ends (or a signal interrupts the wait).
+    fn wait_one(&mut self, stats: &mut ServeStats) {
+        if self.live.is_empty() {
+            // Nothing to wait for (descriptors ran out with no child): try again soon.
+            std::thread::sleep(Duration::from_millis(100));
+            return;
+        }
+        match sys::waitpid(None, false) {
+            Ok(st) => self.collected(st, stats),
+            Err(Errno::EINTR) => {}
+            Err(_) => self.live.clear(),
+        }
+    }
+}
+
 impl Children {
     /// Notes one collected child.
     fn collected(&mut self, st: WaitStatus, stats: &mut ServeStats) {
@@ -174,20 +175,6 @@ impl Children {
                     return;
                 }
             }
-        }
-    }
-
-    /// Waits until one child ends (or a signal interrupts the wait).
-    fn wait_one(&mut self, stats: &mut ServeStats) {
-        if self.live.is_empty() {
-            // Nothing to wait for (descriptors ran out with no child): try again soon.
-            std::thread::sleep(Duration::from_millis(100));
-            return;
-        }
-        match sys::waitpid(None, false) {
-            Ok(st) => self.collected(st, stats),
-            Err(Errno::EINTR) => {}
-            Err(_) => self.live.clear(),
         }
     }
 

@@ -294,6 +294,59 @@ fn accept(listener: &OwnedFd, stats: &mut ServeStats) -> Result<(OwnedFd, String
     Ok((conn, peer))
 }
 
+/// The workers of a model with one per connection (fork, thread), as its accept loop sees them.
+trait Pool {
+    /// Counts the workers that have finished, without waiting.
+    fn collect(&mut self, stats: &mut ServeStats);
+    /// Workers running now.
+    fn busy(&self) -> usize;
+    /// Waits (a little) for a worker to finish.
+    fn wait_one(&mut self, stats: &mut ServeStats);
+}
+
+/// The accept loop of a model with at most `max_conns` workers: the next connection, or
+/// `None` once the server is to stop (`count` reached, Ctrl-C); `Err` when the listener is
+/// broken. While every worker is busy, or descriptors or memory ran out, it waits for a worker
+/// to finish instead.
+fn next_for_pool(
+    listener: &OwnedFd,
+    cfg: &ServerConfig,
+    pool: &mut impl Pool,
+    stats: &mut ServeStats,
+    full: &mut FullNotice,
+) -> Result<Option<(OwnedFd, String)>, Errno> {
+    let max = cfg.max_conns.max(1);
+    loop {
+        pool.collect(stats);
+        if cfg.enough(stats.accepted) {
+            return Ok(None);
+        }
+        // (A signal between this check and accept4 is seen only at the next return; closing
+        // that window takes ppoll or a self-pipe.)
+        if sys::ffi::interrupted() {
+            say("app.interrupted", &[]);
+            return Ok(None);
+        }
+        if pool.busy() >= max {
+            full.workers(max, cfg.backlog);
+            pool.wait_one(stats);
+            continue;
+        }
+        full.clear();
+        match accept(listener, stats) {
+            Ok(c) => return Ok(Some(c)),
+            Err(AcceptError::Interrupted) => return Ok(None),
+            // EINTR from the fork server's SIGCHLD lands here: the next round reaps.
+            Err(AcceptError::Retry) => {}
+            Err(AcceptError::Exhausted(e)) => {
+                full.exhausted(e);
+                pool.wait_one(stats);
+            }
+            Err(AcceptError::Fatal(e)) => return Err(e),
+        }
+    }
+}
+
 /// Says, once per episode, that the server stopped accepting, and why.
 #[derive(Debug, Default)]
 struct FullNotice {

@@ -24,7 +24,7 @@ use crate::output::say;
 use crate::sys::{self, How, ffi, names};
 
 use super::conn::{self, Outcome, Session};
-use super::{AcceptError, FullNotice, ServeStats, ServerConfig, accept, open_listener};
+use super::{FullNotice, Pool, ServeStats, ServerConfig, next_for_pool, open_listener};
 
 /// How often the main thread, waiting for a worker to finish, looks for Ctrl-C.
 const TICK: Duration = Duration::from_millis(50);
@@ -72,25 +72,6 @@ impl Workers {
             let _ = h.join();
         }
         stats.add(outcome);
-    }
-
-    /// Joins every worker that has finished, without waiting.
-    fn collect(&mut self, stats: &mut ServeStats) {
-        while let Ok(done) = self.done_rx.try_recv() {
-            self.finished(done, stats);
-        }
-    }
-
-    /// Waits a little for a worker to finish.
-    fn wait_one(&mut self, stats: &mut ServeStats) {
-        if self.handles.is_empty() {
-            thread::sleep(TICK);
-            return;
-        }
-        match self.done_rx.recv_timeout(TICK) {
-            Ok(done) => self.finished(done, stats),
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
-        }
     }
 
     /// Starts a worker for `conn`.
@@ -176,6 +157,31 @@ impl Workers {
     }
 }
 
+impl Pool for Workers {
+    /// Joins every worker that has finished, without waiting.
+    fn collect(&mut self, stats: &mut ServeStats) {
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.finished(done, stats);
+        }
+    }
+
+    fn busy(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Waits a little for a worker to finish.
+    fn wait_one(&mut self, stats: &mut ServeStats) {
+        if self.handles.is_empty() {
+            thread::sleep(TICK);
+            return;
+        }
+        match self.done_rx.recv_timeout(TICK) {
+            Ok(done) => self.finished(done, stats),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+        }
+    }
+}
+
 /// Runs the thread server until `cfg.count` connections are accepted (and served) or
 /// SIGINT/SIGTERM arrives.
 pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
@@ -185,34 +191,12 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
     let mut workers = Workers::new();
     let mut stats = ServeStats::default();
     let mut full = FullNotice::default();
-    let max = cfg.max_conns.max(1);
     loop {
-        workers.collect(&mut stats);
-        if cfg.enough(stats.accepted) {
-            break;
-        }
-        // (A small window remains between this check and accept4, as in the iterative
-        // server.)
-        if ffi::interrupted() {
-            say("app.interrupted", &[]);
-            break;
-        }
-        if workers.handles.len() >= max {
-            full.workers(max, cfg.backlog);
-            workers.wait_one(&mut stats);
-            continue;
-        }
-        full.clear();
-        let (conn, peer) = match accept(&listener, &mut stats) {
-            Ok(c) => c,
-            Err(AcceptError::Interrupted) => break,
-            Err(AcceptError::Retry) => continue,
-            Err(AcceptError::Exhausted(e)) => {
-                full.exhausted(e);
-                workers.wait_one(&mut stats);
-                continue;
-            }
-            Err(AcceptError::Fatal(e)) => {
+        let (conn, peer) = match next_for_pool(&listener, cfg, &mut workers, &mut stats, &mut full)
+        {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => {
                 let _ = sys::close(listener);
                 workers.wake();
                 workers.join_all(&mut stats);
