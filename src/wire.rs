@@ -475,20 +475,16 @@ impl Source {
                             if !std::io::stdin().is_terminal() {
                                 eprintln!();
                             }
-                            match parse_answer(&line) {
-                                Some(v) => {
-                                    let key = match v {
-                                        Verdict::Release => "Enter",
-                                        Verdict::Drop => "d",
-                                        Verdict::ReleaseRest => "q",
-                                    };
-                                    return Some((
-                                        v,
-                                        notes::text("wire.how.key", &[("key", key.into())]),
-                                    ));
-                                }
-                                None => prompt(),
-                            }
+                            let Some(v) = parse_answer(&line) else {
+                                prompt();
+                                continue;
+                            };
+                            let key = match v {
+                                Verdict::Release => "Enter",
+                                Verdict::Drop => "d",
+                                Verdict::ReleaseRest => "q",
+                            };
+                            return Some((v, notes::text("wire.how.key", &[("key", key.into())])));
                         }
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => {
