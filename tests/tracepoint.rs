@@ -260,7 +260,14 @@ fn watch_exits_0_on_ctrl_c_and_removes_its_instance() {
     let started = Instant::now();
     // A duration well past the SIGINT, so that only the signal can end it in time.
     let child = Command::new(env!("CARGO_BIN_EXE_socklab"))
-        .args(["watch", "--port", &port.to_string(), "--duration", "5"])
+        .args([
+            "--json",
+            "watch",
+            "--port",
+            &port.to_string(),
+            "--duration",
+            "5",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -313,8 +320,19 @@ fn watch_exits_0_on_ctrl_c_and_removes_its_instance() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "stdout:\n{out}\nstderr:\n{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(out.contains("CLOSE -> LISTEN"), "{out}");
-    assert!(out.contains("LISTEN -> CLOSE"), "{out}");
+    // The listener's life as the tracepoint reported it (watch's JSON events, not its text).
+    let evs: Vec<Event> = out
+        .lines()
+        .map(|l| Event::from_json(l).unwrap_or_else(|e| panic!("not an event ({e}): {l}")))
+        .collect();
+    assert_eq!(
+        transitions(&sequences(&evs), &format!("127.0.0.1:{port}"), "0.0.0.0:0"),
+        [
+            (TcpState::Close, TcpState::Listen),
+            (TcpState::Listen, TcpState::Close)
+        ],
+        "{out}"
+    );
     assert_eq!(
         instances_of(pid),
         Vec::<PathBuf>::new(),
