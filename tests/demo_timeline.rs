@@ -192,10 +192,7 @@ fn pairs(seq: &[Row]) -> Vec<(Option<TcpState>, TcpState)> {
 #[test]
 fn demo_shows_the_kernel_states_and_packets_in_causal_order() {
     use TcpState::*;
-    if !is_root() {
-        println!("skipped: needs root");
-        return;
-    }
+    skip_unless_root!("needs root");
     let dir = TempDir::new("root");
     let (pcap, svg, html) = (dir.file("demo.pcap"), dir.file("d.svg"), dir.file("d.html"));
     let f = run(socklab(&[
@@ -609,10 +606,7 @@ fn processes_on(port: u16) -> Vec<String> {
 
 #[test]
 fn ctrl_c_during_the_demo_leaves_no_instance_and_no_child() {
-    if !is_root() {
-        println!("skipped: needs root");
-        return;
-    }
+    skip_unless_root!("needs root");
     let (mut finished, mut interrupted, mut killed_early) = (0, 0, 0);
     for i in 0..20u64 {
         let port = free_port();
@@ -797,10 +791,7 @@ fn without_root_the_demo_falls_back_and_private_net_captures() {
 
 #[test]
 fn diagram_has_the_three_columns_and_the_handshake_arrows() {
-    if !is_root() {
-        println!("skipped: needs root");
-        return;
-    }
+    skip_unless_root!("needs root");
     let f = run(socklab(&["demo", "-p", "0", "--diagram"]));
     assert_success(&f);
     let out = f.stdout.join("\n");

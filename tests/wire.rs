@@ -23,6 +23,9 @@ use socklab::observe::sock_diag::{self, SockEntry};
 use socklab::{Body, Event, Lane, TcpState};
 use util::{TIMEOUT, assert_no_panic, is_root, socklab_exe};
 
+/// Why the wire tests skip when not root.
+const WIRE_NEEDS_ROOT: &str = "the wire needs root (iptables and NFQUEUE in the demo's namespace)";
+
 /// A `socklab --json demo -p 0 --wire ...` run whose stderr (the live wire lines) is read line
 /// by line, with stdin for the answers. Dropping it kills and reaps the demo.
 struct Demo {
@@ -243,10 +246,7 @@ fn assert_finished_ok(status: ExitStatus, stdout: &str, stderr: &str) -> Vec<Eve
 /// SYN_RECV (no child yet), while the client, which got the SYN|ACK, is ESTABLISHED.
 #[test]
 fn final_ack_held_server_syn_recv_client_established() {
-    if !is_root() {
-        println!("skipped: the wire needs root (iptables and NFQUEUE in the demo's namespace)");
-        return;
-    }
+    skip_unless_root!(WIRE_NEEDS_ROOT);
     let mut demo = Demo::start(wire_demo("hold"));
     let syn = demo.held();
     assert_eq!(syn.flags, "SYN", "{}", syn.line);
@@ -303,10 +303,7 @@ fn final_ack_held_server_syn_recv_client_established() {
 /// SYN released, SYN|ACK held: the client is still in SYN_SENT.
 #[test]
 fn syn_ack_held_client_syn_sent() {
-    if !is_root() {
-        println!("skipped: the wire needs root (iptables and NFQUEUE in the demo's namespace)");
-        return;
-    }
+    skip_unless_root!(WIRE_NEEDS_ROOT);
     let mut demo = Demo::start(wire_demo("hold"));
     let syn = demo.held();
     assert_eq!(syn.flags, "SYN", "{}", syn.line);
@@ -335,10 +332,7 @@ fn syn_ack_held_client_syn_sent() {
 /// (same sequence number), and the exchange completes.
 #[test]
 fn dropped_syn_is_retransmitted() {
-    if !is_root() {
-        println!("skipped: the wire needs root (iptables and NFQUEUE in the demo's namespace)");
-        return;
-    }
+    skip_unless_root!(WIRE_NEEDS_ROOT);
     let mut demo = Demo::start(wire_demo("hold"));
     let syn = demo.held();
     assert_eq!(syn.flags, "SYN", "{}", syn.line);
@@ -414,10 +408,7 @@ fn root_output_rules() -> String {
 /// interrupted, no process and no namespace is left, and the root namespace has no rule.
 #[test]
 fn ctrl_c_at_any_step_leaves_nothing() {
-    if !is_root() {
-        println!("skipped: the wire needs root (iptables and NFQUEUE in the demo's namespace)");
-        return;
-    }
+    skip_unless_root!(WIRE_NEEDS_ROOT);
     let rules_before = root_output_rules();
     for (step, group) in [(0, true), (1, true), (3, false), (6, true)] {
         let mut demo = Demo::start_with(wire_demo("hold"), true);
@@ -526,10 +517,7 @@ sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 /// needs and why it could not have it, exit 1.
 #[test]
 fn without_user_namespaces_the_wire_refuses_clearly() {
-    if !is_root() {
-        println!("skipped: needs root to set up a user namespace that forbids namespaces");
-        return;
-    }
+    skip_unless_root!("needs root to set up a user namespace that forbids namespaces");
     let Some(python) = util::python3() else {
         println!("skipped: no python3 to set up the user namespace");
         return;

@@ -324,3 +324,14 @@ pub fn processes() -> Vec<(u32, Vec<String>)> {
         })
         .collect()
 }
+
+/// Ends the calling test, after printing `skipped: <why>`, unless it runs as root.
+#[macro_export]
+macro_rules! skip_unless_root {
+    ($why:expr) => {
+        if !$crate::util::is_root() {
+            println!("skipped: {}", $why);
+            return;
+        }
+    };
+}
