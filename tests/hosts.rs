@@ -67,6 +67,18 @@ macro_rules! skip_unless_lab {
     };
 }
 
+/// As `skip_unless_lab!`, and skips too when a `socklab hosts` lab is already up (the test
+/// makes and removes its own).
+macro_rules! skip_unless_lab_alone {
+    ($nat:expr) => {
+        skip_unless_lab!($nat);
+        if !lab_namespaces().is_empty() {
+            println!("skipped: a socklab hosts lab is up on this machine; not touching it");
+            return;
+        }
+    };
+}
+
 fn socklab(args: &[&str]) -> Command {
     let mut cmd = Command::new(socklab_exe());
     cmd.args(args);
@@ -345,11 +357,7 @@ fn demo_hosts_nat_shows_the_rewritten_source() {
 #[test]
 fn hosts_up_ss_in_each_namespace_agrees_and_down_removes_everything() {
     let _turn = turn();
-    skip_unless_lab!(false);
-    if !lab_namespaces().is_empty() {
-        println!("skipped: a socklab hosts lab is up on this machine; not touching it");
-        return;
-    }
+    skip_unless_lab_alone!(false);
     let _down = LabDown;
     let nft_before = nft_tables();
     let up = run(socklab(&["hosts"]));
@@ -451,11 +459,7 @@ fn hosts_up_ss_in_each_namespace_agrees_and_down_removes_everything() {
 #[test]
 fn hosts_nat_has_a_router_with_its_own_nat_table_and_goes_down() {
     let _turn = turn();
-    skip_unless_lab!(true);
-    if !lab_namespaces().is_empty() {
-        println!("skipped: a socklab hosts lab is up on this machine; not touching it");
-        return;
-    }
+    skip_unless_lab_alone!(true);
     let _down = LabDown;
     let nft_before = nft_tables();
     let up = run(socklab(&["hosts", "--nat"]));
@@ -517,11 +521,7 @@ fn assert_no_lab_links() {
 #[test]
 fn ctrl_c_at_any_moment_leaves_no_namespace() {
     let _turn = turn();
-    skip_unless_lab!(true);
-    if !lab_namespaces().is_empty() {
-        println!("skipped: a socklab hosts lab is up on this machine; not touching it");
-        return;
-    }
+    skip_unless_lab_alone!(true);
     let _down = LabDown;
     let (mut interrupted, mut finished, mut early) = (0, 0, 0);
     for i in 0..18u64 {
