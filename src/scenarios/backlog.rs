@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::poll::PollFd;
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier};
+use super::{Expect, Lab, Scenario, Tier, calls};
 use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role};
 use crate::sys::{self, Flags, PollFlags};
@@ -150,11 +150,8 @@ fn queue_filled(events: &[Event]) -> Result<(), String> {
 }
 
 fn queue_drained(events: &[Event]) -> Result<(), String> {
-    let accepted = events
-        .iter()
-        .filter(|e| e.lane == Lane::Server)
-        .filter_map(Event::syscall)
-        .filter(|s| s.name == "accept4" && !s.failed())
+    let accepted = calls(events, Lane::Server, "accept4")
+        .filter(|s| !s.failed())
         .count();
     match queues(events).last() {
         Some((0, _)) if accepted == CLIENTS => Ok(()),

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use nix::sys::socket::{self as nsock, AddressFamily, SockFlag, SockType, SockaddrStorage};
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier};
+use super::{Expect, Lab, Scenario, Tier, calls};
 use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role, Syscall};
 use crate::observe::sysctl;
@@ -113,11 +113,8 @@ fn run(lab: &mut Lab) -> Result<(), Error> {
 
 /// The client's getsockname calls, in order.
 fn getsocknames(events: &[Event]) -> Vec<&Syscall> {
-    events
-        .iter()
-        .filter(|e| e.lane == Lane::Client)
-        .filter_map(Event::syscall)
-        .filter(|s| s.name == "getsockname" && !s.failed())
+    calls(events, Lane::Client, "getsockname")
+        .filter(|s| !s.failed())
         .collect()
 }
 
@@ -135,11 +132,8 @@ fn addr_arg(s: &Syscall) -> String {
 
 /// The source port of each client bind(), in order.
 fn bound_ports(events: &[Event]) -> Vec<u16> {
-    events
-        .iter()
-        .filter(|e| e.lane == Lane::Client)
-        .filter_map(Event::syscall)
-        .filter(|s| s.name == "bind" && !s.failed())
+    calls(events, Lane::Client, "bind")
+        .filter(|s| !s.failed())
         .filter_map(|s| port_of(&addr_arg(s)))
         .collect()
 }

@@ -23,8 +23,18 @@ mod time_wait;
 mod udp;
 
 use crate::error::Error;
+use crate::event::{Event, Lane, Syscall};
 pub use expect::{Check, Expect, Status, Tier};
 pub use lab::Lab;
+
+/// The calls named `name` on `lane`, in order: what the scenarios' checks look at.
+fn calls<'a>(events: &'a [Event], lane: Lane, name: &'a str) -> impl Iterator<Item = &'a Syscall> {
+    events
+        .iter()
+        .filter(move |e| e.lane == lane)
+        .filter_map(Event::syscall)
+        .filter(move |s| s.name == name)
+}
 
 /// One scenario.
 pub struct Scenario {

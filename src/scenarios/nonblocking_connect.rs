@@ -17,9 +17,9 @@ use nix::errno::Errno;
 use nix::poll::PollFd;
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier};
+use super::{Expect, Lab, Scenario, Tier, calls};
 use crate::error::Error;
-use crate::event::{Event, Lane, Role, Syscall};
+use crate::event::{Event, Lane, Role};
 use crate::sys::{self, Flags, PollFlags};
 use crate::tcp_state::TcpState::*;
 
@@ -98,16 +98,8 @@ fn run(lab: &mut Lab) -> Result<(), Error> {
     step(sys::close(client), "close")
 }
 
-fn client_calls<'a>(events: &'a [Event], name: &'a str) -> impl Iterator<Item = &'a Syscall> {
-    events
-        .iter()
-        .filter(|e| e.lane == Lane::Client)
-        .filter_map(Event::syscall)
-        .filter(move |s| s.name == name)
-}
-
 fn so_errors(events: &[Event]) -> Vec<String> {
-    client_calls(events, "getsockopt")
+    calls(events, Lane::Client, "getsockopt")
         .filter(|s| s.args.get("optname").and_then(|v| v.as_str()) == Some("SO_ERROR"))
         .map(|s| {
             s.args
@@ -121,7 +113,7 @@ fn so_errors(events: &[Event]) -> Vec<String> {
 
 /// The two non-blocking connects both returned EINPROGRESS.
 fn both_in_progress(events: &[Event]) -> Result<(), String> {
-    let got: Vec<String> = client_calls(events, "connect")
+    let got: Vec<String> = calls(events, Lane::Client, "connect")
         .filter(|s| s.failed())
         .map(|s| s.errno.clone().unwrap_or_default())
         .collect();
@@ -134,7 +126,7 @@ fn both_in_progress(events: &[Event]) -> Result<(), String> {
 
 /// poll(POLLOUT) said "not yet" in SYN_SENT, then woke once the handshake was over.
 fn poll_waited(events: &[Event]) -> Result<(), String> {
-    let polls: Vec<_> = client_calls(events, "poll")
+    let polls: Vec<_> = calls(events, Lane::Client, "poll")
         .map(|s| (s.ret, s.tcp_state))
         .collect();
     match polls.as_slice() {
@@ -145,7 +137,7 @@ fn poll_waited(events: &[Event]) -> Result<(), String> {
 
 /// The refused connect's poll woke with POLLERR (and POLLHUP) besides POLLOUT.
 fn refused_poll_errs(events: &[Event]) -> Result<(), String> {
-    let last = client_calls(events, "poll")
+    let last = calls(events, Lane::Client, "poll")
         .last()
         .ok_or("no poll on the client lane")?;
     let fds = last.args.get("fds").and_then(|v| v.as_str()).unwrap_or("");

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier};
+use super::{Expect, Lab, Scenario, Tier, calls};
 use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role};
 use crate::observe::sock_diag;
@@ -130,11 +130,8 @@ fn run(lab: &mut Lab) -> Result<(), Error> {
 
 /// The server's successful reads, in order: their return values.
 fn server_reads(events: &[Event]) -> Vec<i64> {
-    events
-        .iter()
-        .filter(|e| e.lane == Lane::Server)
-        .filter_map(Event::syscall)
-        .filter(|s| s.name == "read" && !s.failed())
+    calls(events, Lane::Server, "read")
+        .filter(|s| !s.failed())
         .map(|s| s.ret)
         .collect()
 }
@@ -160,11 +157,7 @@ fn expect() -> Vec<Expect> {
             key: "scenario.partial-read.check.one_write",
             tier: Tier::Always,
             check: |events| {
-                let writes: Vec<i64> = events
-                    .iter()
-                    .filter(|e| e.lane == Lane::Client)
-                    .filter_map(Event::syscall)
-                    .filter(|s| s.name == "write")
+                let writes: Vec<i64> = calls(events, Lane::Client, "write")
                     .map(|s| s.ret)
                     .collect();
                 if writes == [MESSAGE_LEN as i64] {

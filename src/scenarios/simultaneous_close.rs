@@ -20,9 +20,9 @@ use nix::errno::Errno;
 use nix::poll::PollFd;
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier};
+use super::{Expect, Lab, Scenario, Tier, calls};
 use crate::error::Error;
-use crate::event::{Body, Event, Lane, Role, Syscall};
+use crate::event::{Body, Event, Lane, Role};
 use crate::sys::{self, Flags, How, PollFlags, SockOpt};
 use crate::tcp_state::TcpState::*;
 
@@ -136,14 +136,6 @@ fn run(lab: &mut Lab) -> Result<(), Error> {
     lab.act_as(Role::Server);
     step(sys::close(conn), "close")?;
     step(sys::close(listener), "close")
-}
-
-fn calls<'a>(events: &'a [Event], lane: Lane, name: &'a str) -> impl Iterator<Item = &'a Syscall> {
-    events
-        .iter()
-        .filter(move |e| e.lane == lane)
-        .filter_map(Event::syscall)
-        .filter(move |s| s.name == name)
 }
 
 /// The client's write hit EAGAIN and its shutdown left it in FIN_WAIT1 (FIN queued).

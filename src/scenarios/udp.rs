@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier};
+use super::{Expect, Lab, Scenario, Tier, calls};
 use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role, Syscall};
 use crate::sys::{self, Flags, Msg, Type};
@@ -91,15 +91,6 @@ fn run(lab: &mut Lab) -> Result<(), Error> {
     Ok(())
 }
 
-fn calls<'a>(events: &'a [Event], lane: Lane, name: &str) -> Vec<&'a Syscall> {
-    events
-        .iter()
-        .filter(|e| e.lane == lane)
-        .filter_map(Event::syscall)
-        .filter(|s| s.name == name)
-        .collect()
-}
-
 fn arg<'a>(s: &'a Syscall, key: &str) -> &'a str {
     s.args.get(key).and_then(|v| v.as_str()).unwrap_or_default()
 }
@@ -154,12 +145,10 @@ fn expect() -> Vec<Expect> {
             tier: Tier::Always,
             check: |events| {
                 let sent: Vec<i64> = calls(events, Lane::Client, "sendto")
-                    .iter()
                     .filter(|s| arg(s, "addr") != "NULL")
                     .map(|s| s.ret)
                     .collect();
                 let got: Vec<i64> = calls(events, Lane::Server, "recvfrom")
-                    .iter()
                     .map(|s| s.ret)
                     .collect();
                 let want: Vec<i64> = SIZES.iter().map(|&n| n as i64).collect();
@@ -176,7 +165,6 @@ fn expect() -> Vec<Expect> {
             tier: Tier::Always,
             check: |events| {
                 let sends: Vec<&Syscall> = calls(events, Lane::Client, "sendto")
-                    .into_iter()
                     .filter(|s| arg(s, "addr") == "NULL")
                     .collect();
                 match sends[..] {
