@@ -662,7 +662,8 @@ pub fn set_nonblocking(fd: &impl AsFd, on: bool) -> Result<()> {
 #[doc = man!("poll")]
 pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> Result<usize> {
     let timeout = PollTimeout::try_from(timeout_ms).unwrap_or(PollTimeout::NONE);
-    let call = Call::begin("poll", fds.first().map(|p| p.as_fd().as_raw_fd()))?;
+    let first = fds.first().map(|p| p.as_fd().as_raw_fd());
+    let call = Call::begin("poll", first)?;
     let res = nix::poll::poll(fds, timeout).map(|n| n as usize);
     if let Some(call) = call {
         let list: Vec<String> = fds
@@ -676,7 +677,6 @@ pub fn poll(fds: &mut [PollFd<'_>], timeout_ms: i32) -> Result<usize> {
                 )
             })
             .collect();
-        let first = fds.first().map(|p| p.as_fd().as_raw_fd());
         call.end(
             first,
             size(&res),
