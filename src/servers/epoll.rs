@@ -26,9 +26,7 @@ use crate::sys::{
 };
 
 use super::conn::{Outcome, Session, Want};
-use super::{
-    AcceptError, FullNotice, ServeStats, ServerConfig, classify_accept_error, open_listener,
-};
+use super::{AcceptError, FullNotice, ServeStats, ServerConfig, accept, open_listener};
 
 /// Ready events taken per epoll_wait.
 const MAX_EVENTS: usize = 256;
@@ -163,24 +161,17 @@ impl Loop<'_> {
             let Some(listener) = &self.listener else {
                 return Ok(());
             };
-            let (fd, peer) =
-                match sys::accept4(listener, Flags::SOCK_CLOEXEC | Flags::SOCK_NONBLOCK) {
-                    Ok(c) => c,
-                    Err(Errno::EAGAIN) => return Ok(()),
-                    Err(e) => match classify_accept_error(e) {
-                        // The main loop sees Ctrl-C.
-                        AcceptError::Interrupted => return Ok(()),
-                        AcceptError::Retry => continue,
-                        AcceptError::Exhausted(e) => {
-                            self.pause(e);
-                            return Ok(());
-                        }
-                        AcceptError::Fatal(e) => return Err(Error::sys("accept4", self.real, e)),
-                    },
-                };
-            self.stats.accepted += 1;
-            let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
-            say("app.accepted", &[("peer", peer.clone())]);
+            let (fd, peer) = match accept(listener, Flags::SOCK_NONBLOCK, &mut self.stats) {
+                Ok(c) => c,
+                // The main loop sees Ctrl-C.
+                Err(AcceptError::Empty | AcceptError::Interrupted) => return Ok(()),
+                Err(AcceptError::Retry) => continue,
+                Err(AcceptError::Exhausted(e)) => {
+                    self.pause(e);
+                    return Ok(());
+                }
+                Err(AcceptError::Fatal(e)) => return Err(Error::sys("accept4", self.real, e)),
+            };
             let key = fd.as_raw_fd();
             if let Err(e) = sys::epoll_ctl(
                 &self.ep,

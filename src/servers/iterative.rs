@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::output::say;
-use crate::sys::{self, ffi};
+use crate::sys::{self, Flags, ffi};
 
 use super::conn::{self, Session};
 use super::{AcceptError, ServeStats, ServerConfig, accept, open_listener};
@@ -26,10 +26,13 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
             say("app.interrupted", &[]);
             break;
         }
-        let (conn, peer) = match accept(&listener, &mut stats) {
+        let (conn, peer) = match accept(&listener, Flags::empty(), &mut stats) {
             Ok(c) => c,
-            Err(AcceptError::Interrupted) => break,
-            Err(AcceptError::Retry) => continue,
+            Err(AcceptError::Interrupted) => {
+                say("app.interrupted", &[]);
+                break;
+            }
+            Err(AcceptError::Retry | AcceptError::Empty) => continue,
             // One process serving one client at a time holds few descriptors; if they
             // ran out anyway, waiting will not help.
             Err(AcceptError::Exhausted(e) | AcceptError::Fatal(e)) => {

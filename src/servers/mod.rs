@@ -259,6 +259,8 @@ enum AcceptError {
     Interrupted,
     /// This connection is lost, or a signal other than Ctrl-C came: try again.
     Retry,
+    /// EAGAIN: the queue is empty (a non-blocking listener).
+    Empty,
     /// Out of descriptors or memory: wait until a connection closes, then try again.
     Exhausted(Errno),
     /// The listener itself is broken.
@@ -270,24 +272,22 @@ enum AcceptError {
 fn classify_accept_error(e: Errno) -> AcceptError {
     match e {
         Errno::EINTR if crate::sys::ffi::interrupted() => AcceptError::Interrupted,
-        Errno::EINTR | Errno::EAGAIN | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM => {
-            AcceptError::Retry
-        }
+        Errno::EAGAIN => AcceptError::Empty,
+        Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO | Errno::EPERM => AcceptError::Retry,
         Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM => AcceptError::Exhausted(e),
         _ => AcceptError::Fatal(e),
     }
 }
 
-/// accept4 on the listener: the connection and its peer (`?` when unknown), counted and
-/// announced; or what the loop does instead (Ctrl-C already announced).
-fn accept(listener: &OwnedFd, stats: &mut ServeStats) -> Result<(OwnedFd, String), AcceptError> {
-    let (conn, peer) = sys::accept4(listener, Flags::SOCK_CLOEXEC).map_err(|e| {
-        let what = classify_accept_error(e);
-        if matches!(what, AcceptError::Interrupted) {
-            say("app.interrupted", &[]);
-        }
-        what
-    })?;
+/// accept4 on the listener (`SOCK_CLOEXEC` and `flags`): the connection and its peer (`?`
+/// when unknown), counted and announced; or what the loop does instead.
+fn accept(
+    listener: &OwnedFd,
+    flags: Flags,
+    stats: &mut ServeStats,
+) -> Result<(OwnedFd, String), AcceptError> {
+    let (conn, peer) =
+        sys::accept4(listener, Flags::SOCK_CLOEXEC | flags).map_err(classify_accept_error)?;
     stats.accepted += 1;
     let peer = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
     say("app.accepted", &[("peer", peer.clone())]);
@@ -333,11 +333,14 @@ fn next_for_pool(
             continue;
         }
         full.clear();
-        match accept(listener, stats) {
+        match accept(listener, Flags::empty(), stats) {
             Ok(c) => return Ok(Some(c)),
-            Err(AcceptError::Interrupted) => return Ok(None),
+            Err(AcceptError::Interrupted) => {
+                say("app.interrupted", &[]);
+                return Ok(None);
+            }
             // EINTR from the fork server's SIGCHLD lands here: the next round reaps.
-            Err(AcceptError::Retry) => {}
+            Err(AcceptError::Retry | AcceptError::Empty) => {}
             Err(AcceptError::Exhausted(e)) => {
                 full.exhausted(e);
                 pool.wait_one(stats);
