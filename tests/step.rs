@@ -11,17 +11,17 @@ mod util;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use socklab::observe::sock_diag;
 use socklab::{Body, Event, TcpState};
-use util::{TIMEOUT, assert_no_panic, events, instances_of, is_root, socklab_exe};
+use util::{TIMEOUT, assert_no_panic, events, instances_of, is_root, line_channel, socklab_exe};
 
 /// A socklab run whose stdout and stderr are read line by line as they come, with stdin for
 /// the answers. Dropping it kills and reaps the process.
@@ -32,19 +32,6 @@ struct Run {
     err: Receiver<String>,
     stdout: Vec<String>,
     stderr: Vec<String>,
-}
-
-fn lines(r: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 impl Run {
@@ -61,8 +48,8 @@ impl Run {
         }
         let mut child = cmd.spawn().expect("start socklab");
         let stdin = child.stdin.take();
-        let out = lines(child.stdout.take().expect("piped"));
-        let err = lines(child.stderr.take().expect("piped"));
+        let out = line_channel(child.stdout.take().expect("piped"));
+        let err = line_channel(child.stderr.take().expect("piped"));
         Run {
             child,
             stdin,
@@ -97,22 +84,7 @@ impl Run {
 
     /// The next stderr line that starts with `prefix` (panics after `TIMEOUT` or at the end).
     fn err_line(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.err.recv_timeout(left) {
-                Ok(line) => {
-                    self.stderr.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "no stderr line starting with {prefix:?} ({e:?}); stderr so far:\n{}",
-                    self.stderr.join("\n")
-                ),
-            }
-        }
+        util::line_starting(&self.err, &mut self.stderr, prefix)
     }
 
     fn answer(&mut self, text: &str) {

@@ -9,12 +9,12 @@
 mod util;
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -53,15 +53,7 @@ impl Demo {
         let stdin = child.stdin.take();
         let mut out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
-        let (tx, err_lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let err_lines = util::line_channel(err);
         let stdout = thread::spawn(move || {
             let mut s = String::new();
             let _ = out.read_to_string(&mut s);
@@ -82,22 +74,7 @@ impl Demo {
 
     /// The next stderr line that starts with `prefix` (panics after `TIMEOUT` or at the end).
     fn wait_line(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.err_lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.stderr.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "no stderr line starting with {prefix:?} ({e:?}); stderr so far:\n{}",
-                    self.stderr.join("\n")
-                ),
-            }
-        }
+        util::line_starting(&self.err_lines, &mut self.stderr, prefix)
     }
 
     /// The next held packet: `wire: held #N: FLAGS ... SRC > DST`.

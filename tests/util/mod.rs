@@ -335,3 +335,39 @@ macro_rules! skip_unless_root {
         }
     };
 }
+
+/// Reads `r` line by line on a thread of its own; the lines arrive on the returned channel,
+/// which disconnects at the end of the output.
+pub fn line_channel(r: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line from `lines` that starts with `prefix`; every line taken is kept in `seen`.
+/// Panics after `TIMEOUT` or at the end of the output.
+pub fn line_starting(lines: &Receiver<String>, seen: &mut Vec<String>, prefix: &str) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.starts_with(prefix) {
+                    return line;
+                }
+            }
+            Err(e) => panic!(
+                "no line starting with {prefix:?} ({e:?}); lines so far:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
