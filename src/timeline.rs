@@ -5,8 +5,9 @@ use crate::event::{Body, Event, Lane, Role};
 use crate::notes;
 use crate::tcp_state::TcpState;
 
-fn port_of(addr: Option<&str>) -> Option<u16> {
-    addr?.rsplit(':').next()?.parse().ok()
+/// The port of `ip:port` (`[ip6]:port` too).
+pub(crate) fn port_of(addr: &str) -> Option<u16> {
+    addr.rsplit(':').next()?.parse().ok()
 }
 
 /// Puts kernel state events on the client or server lane: a socket whose local port is the
@@ -23,8 +24,8 @@ pub fn assign_lanes(events: &mut [Event], server_port: u16) {
         if ev.role.is_some() {
             continue;
         }
-        let local = port_of(st.local.as_deref());
-        let remote = port_of(st.remote.as_deref()).unwrap_or(0);
+        let local = st.local.as_deref().and_then(port_of);
+        let remote = st.remote.as_deref().and_then(port_of).unwrap_or(0);
         let role = if local == Some(server_port) {
             Role::Server
         } else if remote == server_port {

@@ -14,6 +14,7 @@ use crate::event::{Body, Event, Lane, Role, Syscall};
 use crate::observe::sysctl;
 use crate::sys::{self, Flags};
 use crate::tcp_state::TcpState::*;
+use crate::timeline::port_of;
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
@@ -116,10 +117,6 @@ fn getsocknames(events: &[Event]) -> Vec<&Syscall> {
     calls(events, Lane::Client, "getsockname")
         .filter(|s| !s.failed())
         .collect()
-}
-
-fn port_of(addr: &str) -> Option<u16> {
-    addr.rsplit(':').next()?.parse().ok()
 }
 
 fn addr_arg(s: &Syscall) -> String {

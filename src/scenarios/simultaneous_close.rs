@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role};
 use crate::sys::{self, Flags, How, PollFlags, SockOpt};
 use crate::tcp_state::TcpState::*;
+use crate::timeline::port_of;
 
 /// The scenario.
 pub const SCENARIO: Scenario = Scenario {
@@ -176,10 +177,6 @@ fn packets(events: &[Event]) -> impl Iterator<Item = &crate::event::Packet> {
     })
 }
 
-fn port_of(addr: &str) -> &str {
-    addr.rsplit(':').next().unwrap_or("")
-}
-
 /// The server's FIN went out first; the client's followed the data it was queued behind.
 fn server_fin_first(events: &[Event]) -> Result<(), String> {
     let server_port = events
@@ -188,7 +185,7 @@ fn server_fin_first(events: &[Event]) -> Result<(), String> {
         .find(|s| s.name == "listen")
         .and_then(|s| s.local.clone())
         .ok_or("no listen()")?;
-    let server_port = port_of(&server_port).to_string();
+    let server_port = port_of(&server_port);
     let fins: Vec<bool> = packets(events)
         .filter(|p| p.flags.as_deref().is_some_and(|f| f.contains("FIN")))
         .map(|p| port_of(&p.src) == server_port)
