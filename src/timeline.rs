@@ -42,6 +42,18 @@ pub fn assign_lanes(events: &mut [Event], server_port: u16) {
     }
 }
 
+/// A note of the merged view, on the server's lane.
+fn server_note(t: u64, key: &str, args: &[(&str, String)]) -> Event {
+    Event {
+        t,
+        pid: 0,
+        tid: 0,
+        role: Some(Role::Server),
+        lane: Lane::Server,
+        body: Body::Note(notes::note(key, args)),
+    }
+}
+
 /// Adds the note the merged view makes possible: the server's child socket reached
 /// ESTABLISHED before accept4 returned it.
 pub fn add_insight_notes(events: &mut Vec<Event>) {
@@ -63,17 +75,8 @@ pub fn add_insight_notes(events: &mut Vec<Event>) {
             .iter()
             .position(|e| e.t > est)
             .unwrap_or(events.len());
-        let note = Event {
-            t: est,
-            pid: 0,
-            tid: 0,
-            role: Some(Role::Server),
-            lane: Lane::Server,
-            body: Body::Note(notes::note(
-                "timeline.established_before_accept",
-                &[("us", format!("{:.0}", (acc - est) as f64 / 1e3))],
-            )),
-        };
+        let us = format!("{:.0}", (acc - est) as f64 / 1e3);
+        let note = server_note(est, "timeline.established_before_accept", &[("us", us)]);
         events.insert(pos, note);
     }
 }
@@ -101,17 +104,11 @@ pub fn add_rewrite_note(events: &mut Vec<Event>) {
     if own == seen {
         return;
     }
-    events.push(Event {
-        t: t_own.max(t_seen),
-        pid: 0,
-        tid: 0,
-        role: Some(Role::Server),
-        lane: Lane::Server,
-        body: Body::Note(notes::note(
-            "timeline.source_rewritten",
-            &[("client", own), ("seen", seen)],
-        )),
-    });
+    events.push(server_note(
+        t_own.max(t_seen),
+        "timeline.source_rewritten",
+        &[("client", own), ("seen", seen)],
+    ));
     sort(events);
 }
 
