@@ -15,9 +15,9 @@ use nix::errno::Errno;
 use nix::poll::PollFd;
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier, calls};
+use super::{Expect, Lab, Scenario, Tier, calls, packets};
 use crate::error::Error;
-use crate::event::{Body, Event, Lane, Role};
+use crate::event::{Event, Lane, Role};
 use crate::sys::{self, Flags, PollFlags};
 use crate::tcp_state::TcpState::*;
 
@@ -186,13 +186,7 @@ fn late_by_a_timer(events: &[Event]) -> Result<(), String> {
 /// Some client sent its SYN twice with the same sequence number, and only the second was
 /// answered.
 fn syn_retransmitted(events: &[Event]) -> Result<(), String> {
-    let packets: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            Body::Packet(p) => Some(p),
-            Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
-        })
-        .collect();
+    let packets: Vec<_> = packets(events).collect();
     let syns = |src: &str| {
         packets
             .iter()

@@ -8,7 +8,7 @@ use std::os::fd::OwnedFd;
 use nix::sys::socket::{self as nsock, AddressFamily, SockFlag, SockType, SockaddrStorage};
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier, calls};
+use super::{Expect, Lab, Scenario, Tier, calls, packets};
 use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role, Syscall};
 use crate::observe::sysctl;
@@ -234,12 +234,9 @@ fn expect() -> Vec<Expect> {
             key: "scenario.ephemeral-port.check.syn_from_port",
             tier: Tier::Packets,
             check: |events| {
-                let mut syn: Vec<u16> = events
-                    .iter()
-                    .filter_map(|e| match &e.body {
-                        Body::Packet(p) if p.flags.as_deref() == Some("SYN") => port_of(&p.src),
-                        Body::Packet(_) | Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
-                    })
+                let mut syn: Vec<u16> = packets(events)
+                    .filter(|p| p.flags.as_deref() == Some("SYN"))
+                    .filter_map(|p| port_of(&p.src))
                     .collect();
                 let names = getsocknames(events);
                 let mut got: Vec<u16> = [1, 3, 4]

@@ -2,7 +2,7 @@
 //! addresses written `[::1]:port`, and the very same TCP states. TCP does not change with
 //! the IP version under it.
 
-use super::{Expect, Lab, Scenario, Tier};
+use super::{Expect, Lab, Scenario, Tier, packets};
 use crate::error::Error;
 use crate::event::{Body, Event};
 
@@ -88,14 +88,9 @@ fn expect() -> Vec<Expect> {
             check: |events| {
                 // The capture keeps every ICMP packet on lo (other programs' too): look at
                 // the segments of the lab's port only.
-                let ends: Vec<(&str, &str)> = events
-                    .iter()
-                    .filter_map(|e| match &e.body {
-                        Body::Packet(p) if p.proto == "TCP" => {
-                            Some((p.src.as_str(), p.dst.as_str()))
-                        }
-                        Body::Packet(_) | Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
-                    })
+                let ends: Vec<(&str, &str)> = packets(events)
+                    .filter(|p| p.proto == "TCP")
+                    .map(|p| (p.src.as_str(), p.dst.as_str()))
                     .collect();
                 let v6 = |a: &str| a.starts_with("[::1]:");
                 if !ends.is_empty() && ends.iter().all(|(s, d)| v6(s) && v6(d)) {

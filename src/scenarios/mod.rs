@@ -23,7 +23,7 @@ mod time_wait;
 mod udp;
 
 use crate::error::Error;
-use crate::event::{Event, Lane, Syscall};
+use crate::event::{Body, Event, Lane, Packet, Syscall};
 pub use expect::{Check, Expect, Status, Tier};
 pub use lab::Lab;
 
@@ -34,6 +34,14 @@ fn calls<'a>(events: &'a [Event], lane: Lane, name: &'a str) -> impl Iterator<It
         .filter(move |e| e.lane == lane)
         .filter_map(Event::syscall)
         .filter(move |s| s.name == name)
+}
+
+/// The packets the capture saw, in order.
+fn packets(events: &[Event]) -> impl Iterator<Item = &Packet> {
+    events.iter().filter_map(|e| match &e.body {
+        Body::Packet(p) => Some(p),
+        Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
+    })
 }
 
 /// One scenario.

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier, calls};
+use super::{Expect, Lab, Scenario, Tier, calls, packets};
 use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role};
 use crate::observe::sock_diag;
@@ -210,12 +210,9 @@ fn expect() -> Vec<Expect> {
             key: "scenario.partial-read.check.wire",
             tier: Tier::Packets,
             check: |events| {
-                let lens: Vec<u32> = events
-                    .iter()
-                    .filter_map(|e| match &e.body {
-                        Body::Packet(p) if p.proto == "TCP" && p.len > 0 => Some(p.len),
-                        Body::Packet(_) | Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
-                    })
+                let lens: Vec<u32> = packets(events)
+                    .filter(|p| p.proto == "TCP" && p.len > 0)
+                    .map(|p| p.len)
                     .collect();
                 if lens.iter().sum::<u32>() == MESSAGE_LEN as u32 {
                     Ok(())

@@ -12,7 +12,7 @@ use nix::poll::PollFd;
 use std::os::fd::AsFd;
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier};
+use super::{Expect, Lab, Scenario, Tier, packets};
 use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role};
 use crate::sys::{self, Flags, PollFlags, SockOpt};
@@ -108,12 +108,8 @@ fn writes_then_survives(events: &[Event]) -> Result<(), String> {
 
 /// No FIN crossed the wire: both closes were aborts.
 fn no_fin(events: &[Event]) -> Result<(), String> {
-    let fins: Vec<_> = events
-        .iter()
-        .filter_map(|e| match &e.body {
-            Body::Packet(p) => p.flags.clone().filter(|f| f.contains("FIN")),
-            Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
-        })
+    let fins: Vec<_> = packets(events)
+        .filter_map(|p| p.flags.clone().filter(|f| f.contains("FIN")))
         .collect();
     if fins.is_empty() {
         Ok(())

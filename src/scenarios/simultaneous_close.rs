@@ -20,9 +20,9 @@ use nix::errno::Errno;
 use nix::poll::PollFd;
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier, calls};
+use super::{Expect, Lab, Scenario, Tier, calls, packets};
 use crate::error::Error;
-use crate::event::{Body, Event, Lane, Role};
+use crate::event::{Event, Lane, Role};
 use crate::sys::{self, Flags, How, PollFlags, SockOpt};
 use crate::tcp_state::TcpState::*;
 use crate::timeline::port_of;
@@ -168,13 +168,6 @@ fn all_bytes_then_eof(events: &[Event]) -> Result<(), String> {
     } else {
         Err(format!("wrote {w}, read {r}, EOF: {eof}"))
     }
-}
-
-fn packets(events: &[Event]) -> impl Iterator<Item = &crate::event::Packet> {
-    events.iter().filter_map(|e| match &e.body {
-        Body::Packet(p) => Some(p),
-        Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
-    })
 }
 
 /// The server's FIN went out first; the client's followed the data it was queued behind.

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::lab::step;
-use super::{Expect, Lab, Scenario, Tier, calls};
+use super::{Expect, Lab, Scenario, Tier, calls, packets};
 use crate::error::Error;
 use crate::event::{Body, Event, Lane, Role, Syscall};
 use crate::sys::{self, Flags, Msg, Type};
@@ -185,12 +185,9 @@ fn expect() -> Vec<Expect> {
             key: "scenario.udp.check.wire",
             tier: Tier::Packets,
             check: |events| {
-                let protos: Vec<&str> = events
-                    .iter()
-                    .filter_map(|e| match &e.body {
-                        Body::Packet(p) if p.proto != "ICMP" => Some(p.proto.as_str()),
-                        Body::Packet(_) | Body::Syscall(_) | Body::State(_) | Body::Note(_) => None,
-                    })
+                let protos: Vec<&str> = packets(events)
+                    .filter(|p| p.proto != "ICMP")
+                    .map(|p| p.proto.as_str())
                     .collect();
                 if protos == ["UDP"; 4] {
                     Ok(())
