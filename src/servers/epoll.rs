@@ -1,4 +1,4 @@
-//! One thread for every connection: non-blocking sockets, and epoll_wait to learn which are
+//! One thread serves every connection: non-blocking sockets, and epoll_wait to learn which are
 //! ready. An idle connection costs a descriptor and a little memory, no thread, so thousands
 //! can wait at once.
 //!
