@@ -4,10 +4,14 @@
 //! stamped with CLOCK_MONOTONIC nanoseconds, so events from several processes and from the
 //! kernel merge into one timeline by sorting on `t`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 use crate::tcp_state::TcpState;
 
@@ -102,11 +106,11 @@ pub enum Body {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Syscall {
     /// The kernel's name for the call, as strace prints it (`accept4`, `recvfrom`).
-    pub name: String,
+    pub name: Cow<'static, str>,
     /// The descriptor the call worked on (for `socket` and `accept4`: the one returned).
     pub fd: Option<i32>,
     /// Decoded arguments, in call order.
-    pub args: Map<String, Value>,
+    pub args: Args,
     /// The raw return value (-1 on failure).
     pub ret: i64,
     /// The symbolic errno on failure (`ECONNREFUSED`), else null.
@@ -124,13 +128,118 @@ pub struct Syscall {
     pub queue: Option<AcceptQueue>,
     /// The extra syscall the lab made to look at the socket after the call, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub probe: Option<String>,
+    pub probe: Option<Cow<'static, str>>,
 }
 
 impl Syscall {
     /// True when the call failed.
     pub fn failed(&self) -> bool {
         self.errno.is_some()
+    }
+}
+
+/// A call's decoded arguments in call order; a JSON object.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Args(Vec<(Cow<'static, str>, Value)>);
+
+impl Args {
+    /// No arguments yet, room for `n`.
+    pub fn with_capacity(n: usize) -> Args {
+        Args(Vec::with_capacity(n))
+    }
+
+    /// Adds `key` (replacing an earlier value of the same key).
+    pub fn insert(&mut self, key: impl Into<Cow<'static, str>>, value: impl Into<Value>) {
+        let key = key.into();
+        let value = value.into();
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    /// Adds `key`, which the caller knows is not there yet (the wrappers' literal keys).
+    pub(crate) fn push(&mut self, key: &'static str, value: Value) {
+        self.0.push((Cow::Borrowed(key), value));
+    }
+
+    /// The value of `key`, if the call has it.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The arguments in call order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// The arguments as stored: a key is `Cow::Borrowed` when the lab wrote it.
+    pub(crate) fn entries(&self) -> &[(Cow<'static, str>, Value)] {
+        &self.0
+    }
+
+    /// How many arguments there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<K: Into<Cow<'static, str>>, V: Into<Value>> FromIterator<(K, V)> for Args {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Args {
+        let mut args = Args::default();
+        for (k, v) in iter {
+            args.insert(k, v);
+        }
+        args
+    }
+}
+
+/// `args["fd"]`: the value, or JSON null when the call has no such argument.
+impl std::ops::Index<&str> for Args {
+    type Output = Value;
+
+    fn index(&self, key: &str) -> &Value {
+        static NULL: Value = Value::Null;
+        self.get(key).unwrap_or(&NULL)
+    }
+}
+
+impl Serialize for Args {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let mut map = ser.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k.as_ref(), v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Args, D::Error> {
+        struct ArgsVisitor;
+
+        impl<'de> Visitor<'de> for ArgsVisitor {
+            type Value = Args;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of call arguments")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Args, A::Error> {
+                let mut args = Args::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    args.insert(k, v);
+                }
+                Ok(args)
+            }
+        }
+
+        de.deserialize_map(ArgsVisitor)
     }
 }
 
@@ -303,9 +412,9 @@ mod tests {
     use super::*;
 
     fn sample() -> Event {
-        let mut args = Map::new();
-        args.insert("fd".into(), Value::from(3));
-        args.insert("addr".into(), Value::from("127.0.0.1:1060"));
+        let mut args = Args::default();
+        args.insert("fd", 3);
+        args.insert("addr", "127.0.0.1:1060");
         Event {
             t: 42,
             pid: 7,
@@ -346,6 +455,21 @@ mod tests {
         let ev = sample();
         let line = serde_json::to_string(&ev).unwrap();
         assert_eq!(Event::from_json(&line).unwrap(), ev);
+    }
+
+    #[test]
+    fn args_keep_call_order_and_index_to_null() {
+        let ev = sample();
+        let line = serde_json::to_string(&ev).unwrap();
+        assert!(
+            line.contains(r#""args":{"fd":3,"addr":"127.0.0.1:1060"}"#),
+            "{line}"
+        );
+        let sc = ev.syscall().unwrap();
+        assert_eq!(sc.args["fd"], 3);
+        assert!(sc.args["nothing"].is_null());
+        let keys: Vec<&str> = sc.args.iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["fd", "addr"]);
     }
 
     #[test]

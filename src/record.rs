@@ -7,11 +7,10 @@
 //! Step mode ([`crate::step`]) adds a pre-call hook: with logging on, each wrapper asks it
 //! before making its call ([`set_pre_call`]). Without a hook that costs one more atomic load.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
 use nix::time::{ClockId, clock_gettime};
@@ -284,6 +283,34 @@ pub struct FdInfo {
     pub connected: bool,
     /// The TCP state the lab last read for it.
     pub last_state: Option<crate::tcp_state::TcpState>,
+    /// `local` and `remote` as text, formatted once per address for the events.
+    texts: AddrTexts,
+}
+
+/// An address and its `ip:port` text.
+type AddrText = Option<(SocketAddr, Arc<str>)>;
+
+/// The text of a descriptor's addresses, kept so that each event does not format them again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct AddrTexts {
+    local: AddrText,
+    remote: AddrText,
+}
+
+fn refresh(slot: &mut AddrText, addr: Option<SocketAddr>) {
+    match addr {
+        None => *slot = None,
+        Some(a) if slot.as_ref().is_some_and(|(known, _)| *known == a) => {}
+        Some(a) => *slot = Some((a, a.to_string().into())),
+    }
+}
+
+fn text(slot: &AddrText, addr: Option<SocketAddr>) -> Option<String> {
+    let a = addr?;
+    Some(match slot {
+        Some((known, text)) if *known == a => text.to_string(),
+        _ => a.to_string(),
+    })
 }
 
 impl FdInfo {
@@ -298,24 +325,79 @@ impl FdInfo {
             accepted_from: None,
             connected: false,
             last_state: None,
+            texts: AddrTexts::default(),
         }
+    }
+
+    /// Formats the addresses that changed since the last event; later events (and clones)
+    /// reuse the text.
+    pub(crate) fn refresh_texts(&mut self) {
+        refresh(&mut self.texts.local, self.local);
+        refresh(&mut self.texts.remote, self.remote);
+    }
+
+    /// The local address as `ip:port`.
+    pub fn local_text(&self) -> Option<String> {
+        text(&self.texts.local, self.local)
+    }
+
+    /// The remote address as `ip:port`.
+    pub fn remote_text(&self) -> Option<String> {
+        text(&self.texts.remote, self.remote)
     }
 }
 
-/// The descriptors the lab knows, by number.
-pub type FdTable = HashMap<RawFd, FdInfo>;
+/// The descriptors the lab knows, indexed by number: the kernel hands out the lowest free
+/// descriptor, so the numbers stay about as small as the count of open ones.
+#[derive(Debug, Default)]
+pub struct FdTable(Vec<Option<FdInfo>>);
 
-static FDS: Mutex<Option<FdTable>> = Mutex::new(None);
+impl FdTable {
+    /// An empty table.
+    pub const fn new() -> FdTable {
+        FdTable(Vec::new())
+    }
+
+    /// What the lab knows about `fd`.
+    pub fn get(&self, fd: RawFd) -> Option<&FdInfo> {
+        self.0.get(usize::try_from(fd).ok()?)?.as_ref()
+    }
+
+    /// What the lab knows about `fd`, to change.
+    pub fn get_mut(&mut self, fd: RawFd) -> Option<&mut FdInfo> {
+        self.0.get_mut(usize::try_from(fd).ok()?)?.as_mut()
+    }
+
+    /// Records `fd` (a negative one is ignored).
+    pub fn insert(&mut self, fd: RawFd, info: FdInfo) {
+        let Ok(i) = usize::try_from(fd) else { return };
+        if i >= self.0.len() {
+            self.0.resize(i + 1, None);
+        }
+        self.0[i] = Some(info);
+    }
+
+    /// Forgets `fd`.
+    pub fn remove(&mut self, fd: RawFd) -> Option<FdInfo> {
+        self.0.get_mut(usize::try_from(fd).ok()?)?.take()
+    }
+
+    /// Every descriptor the lab knows.
+    pub fn values(&self) -> impl Iterator<Item = &FdInfo> {
+        self.0.iter().flatten()
+    }
+}
+
+static FDS: Mutex<FdTable> = Mutex::new(FdTable::new());
 
 /// Runs `f` on the descriptor table.
 pub(crate) fn with_fds<R>(f: impl FnOnce(&mut FdTable) -> R) -> R {
-    let mut guard = lock(&FDS);
-    f(guard.get_or_insert_with(HashMap::new))
+    f(&mut lock(&FDS))
 }
 
 /// A read-only look at what the lab knows about `fd`.
 pub fn fd_info(fd: RawFd) -> Option<FdInfo> {
-    with_fds(|t| t.get(&fd).cloned())
+    with_fds(|t| t.get(fd).cloned())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -363,5 +445,36 @@ impl Sink for Tee {
         for s in &mut self.0 {
             s.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_table_keeps_what_it_is_told() {
+        let mut t = FdTable::new();
+        t.insert(5, FdInfo::new(Transport::Tcp));
+        t.insert(-1, FdInfo::new(Transport::Udp));
+        assert_eq!(t.get(5).map(|i| i.transport), Some(Transport::Tcp));
+        assert!(t.get(4).is_none() && t.get(-1).is_none() && t.get(6).is_none());
+        t.get_mut(5).unwrap().listening = true;
+        assert!(t.remove(5).is_some_and(|i| i.listening));
+        assert!(t.remove(5).is_none() && t.remove(-3).is_none());
+        assert_eq!(t.values().count(), 0);
+    }
+
+    #[test]
+    fn address_text_follows_the_address() {
+        let mut i = FdInfo::new(Transport::Tcp);
+        assert_eq!(i.local_text(), None);
+        i.local = Some("127.0.0.1:1060".parse().unwrap());
+        assert_eq!(i.local_text().as_deref(), Some("127.0.0.1:1060"));
+        i.refresh_texts();
+        i.local = Some("[::1]:80".parse().unwrap());
+        assert_eq!(i.local_text().as_deref(), Some("[::1]:80"));
+        i.refresh_texts();
+        assert_eq!(i.local_text().as_deref(), Some("[::1]:80"));
     }
 }

@@ -54,7 +54,7 @@ pub struct StraceCall {
 impl StraceCall {
     /// The descriptor the call works on: its first argument (for poll, the first entry's).
     pub fn fd(&self) -> Option<i32> {
-        match self.name.as_str() {
+        match self.name.as_ref() {
             "socket" | "socketpair" => None,
             "poll" | "ppoll" => poll_fds(&self.args).first().map(|(fd, _)| *fd),
             _ => leading_int(&self.args).map(|(n, _)| n as i32),
@@ -63,7 +63,7 @@ impl StraceCall {
 
     /// What `-yy` printed after the first argument (`TCP:[127.0.0.1:1060]`, `pipe:[123]`).
     pub fn fd_note(&self) -> Option<&str> {
-        match self.name.as_str() {
+        match self.name.as_ref() {
             "socket" | "socketpair" | "poll" | "ppoll" => None,
             _ => leading_int(&self.args).and_then(|(_, rest)| angle(rest)),
         }
@@ -132,7 +132,7 @@ impl fmt::Display for CallKey {
         if self.tcp_info {
             return write!(f, "{}({fd}, TCP_INFO)", self.name);
         }
-        match self.name.as_str() {
+        match self.name.as_ref() {
             "socket" => write!(f, "socket()")?,
             _ => write!(f, "{}({fd})", self.name)?,
         }
@@ -356,14 +356,14 @@ pub fn classify(calls: &[StraceCall]) -> Vec<Class> {
     let mut fds: HashMap<u32, HashMap<i32, FdKind>> = HashMap::new();
     let mut out = Vec::with_capacity(calls.len());
     for c in calls {
-        if matches!(c.name.as_str(), "clone" | "clone3" | "fork" | "vfork")
+        if matches!(c.name.as_ref(), "clone" | "clone3" | "fork" | "vfork")
             && let Some(child) = c.ret.filter(|&r| r > 0)
         {
             let copy = fds.get(&c.tid).cloned().unwrap_or_default();
             fds.insert(child as u32, copy);
         }
         let table = fds.entry(c.tid).or_default();
-        let class = match c.name.as_str() {
+        let class = match c.name.as_ref() {
             "socket" | "socketpair" | "accept" | "accept4" => {
                 let kind = if c.args.starts_with("AF_NETLINK") {
                     FdKind::Netlink
@@ -466,13 +466,13 @@ fn arg_fd(sc: &Syscall) -> Option<i32> {
 pub fn lab_key(sc: &Syscall) -> CallKey {
     let tcp_info = sc.name == "getsockopt"
         && sc.args.get("optname").and_then(Value::as_str) == Some("TCP_INFO");
-    let fd = match sc.name.as_str() {
+    let fd = match sc.name.as_ref() {
         "socket" | "socketpair" => None,
         "accept" | "accept4" => arg_fd(sc),
         _ => sc.fd,
     };
     CallKey {
-        name: sc.name.clone(),
+        name: sc.name.to_string(),
         fd,
         ret: (!tcp_info).then_some(sc.ret),
         errno: if tcp_info { None } else { sc.errno.clone() },
@@ -531,7 +531,7 @@ pub fn event_problems(events: &[Event]) -> Vec<String> {
     for ev in events {
         let Some(sc) = ev.syscall() else { continue };
         let who = format!("pid {} {}", ev.pid, call_text(sc));
-        let new_fd = matches!(sc.name.as_str(), "socket" | "accept" | "accept4");
+        let new_fd = matches!(sc.name.as_ref(), "socket" | "accept" | "accept4");
         if new_fd && sc.ret >= 0 && sc.fd != Some(sc.ret as i32) {
             out.push(format!(
                 "{who}: fd {:?} is not the returned {}",
@@ -1126,7 +1126,7 @@ mod tests {
     #[test]
     fn parses_strace_lines() {
         let calls = parse_strace(LOG);
-        let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+        let names: Vec<&str> = calls.iter().map(|c| c.name.as_ref()).collect();
         assert_eq!(
             names,
             [
@@ -1180,10 +1180,10 @@ mod tests {
         ret: i64,
         probe: bool,
     ) -> Event {
-        let mut a = serde_json::Map::new();
-        for (k, v) in args {
-            a.insert((*k).to_string(), v.clone());
-        }
+        let a = args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         Event {
             t: 0,
             pid: tid,
@@ -1191,7 +1191,7 @@ mod tests {
             role: None,
             lane: crate::event::Lane::Lab,
             body: Body::Syscall(Syscall {
-                name: name.into(),
+                name: name.to_string().into(),
                 fd: Some(fd),
                 args: a,
                 ret,
@@ -1201,7 +1201,7 @@ mod tests {
                 local: None,
                 remote: None,
                 queue: None,
-                probe: probe.then(|| "getsockopt(TCP_INFO)".to_string()),
+                probe: probe.then(|| "getsockopt(TCP_INFO)".into()),
             }),
         }
     }

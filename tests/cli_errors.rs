@@ -378,7 +378,7 @@ fn server_serves_on_after_peers_reset() {
     let b_calls = conn(1);
     let b_got: Vec<_> = b_calls
         .iter()
-        .map(|s| (s.name.as_str(), s.ret, s.errno.as_deref()))
+        .map(|s| (s.name.as_ref(), s.ret, s.errno.as_deref()))
         .collect();
     assert_eq!(
         b_got,
@@ -392,7 +392,7 @@ fn server_serves_on_after_peers_reset() {
     assert_eq!(c_calls.len(), 1, "C: {c_calls:#?}");
     assert_eq!(
         (
-            c_calls[0].name.as_str(),
+            c_calls[0].name.as_ref(),
             c_calls[0].ret,
             c_calls[0].errno.as_deref()
         ),

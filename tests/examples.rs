@@ -111,7 +111,7 @@ fn run(name: &str) -> Vec<Event> {
 fn assert_closes_what_it_opens(name: &str, events: &[Event]) {
     let mut open = std::collections::BTreeSet::new();
     for sc in events.iter().filter_map(Event::syscall) {
-        match sc.name.as_str() {
+        match sc.name.as_ref() {
             "socket" | "accept4" if sc.ret >= 0 => {
                 assert!(open.insert(sc.ret), "{name}: fd {} opened twice", sc.ret);
             }

@@ -91,7 +91,7 @@ fn split(events: &[Event]) -> (Lanes, Vec<NoteParts>) {
             Body::Syscall(sc) => calls
                 .entry(format!("{:?}", e.lane))
                 .or_default()
-                .push(sc.name.clone()),
+                .push(sc.name.to_string()),
             Body::Note(n) => notes.push((n.key.clone(), n.text.clone(), n.args.clone())),
             Body::State(_) | Body::Packet(_) => {}
         }

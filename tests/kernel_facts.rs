@@ -263,7 +263,7 @@ fn one_event_per_call_with_the_kernels_answer() {
     let calls = log.take_calls();
     let got: Vec<_> = calls
         .iter()
-        .map(|(_, sc)| (sc.name.clone(), sc.fd, sc.ret, sc.errno.clone()))
+        .map(|(_, sc)| (sc.name.to_string(), sc.fd, sc.ret, sc.errno.clone()))
         .collect();
     assert_eq!(got, expected);
 

@@ -159,7 +159,7 @@ fn calls_by_lane(evs: &[Event]) -> BTreeMap<String, Vec<Call>> {
     for e in evs {
         if let Some(sc) = e.syscall() {
             out.entry(e.lane.name().to_string()).or_default().push((
-                sc.name.clone(),
+                sc.name.to_string(),
                 sc.ret,
                 sc.errno.clone(),
             ));
@@ -192,7 +192,7 @@ fn assert_one_pause_before_each_call(evs: &[Event]) {
                 let paused = waiting.insert(lane, None).flatten();
                 assert_eq!(
                     paused.as_deref(),
-                    Some(sc.name.as_str()),
+                    Some(sc.name.as_ref()),
                     "{lane}: {} without its pause",
                     sc.name
                 );

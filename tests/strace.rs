@@ -130,7 +130,7 @@ fn names_of(events: &[Event], role: &str) -> Vec<String> {
     events
         .iter()
         .filter(|e| e.role.is_some_and(|r| r.name() == role))
-        .filter_map(|e| e.syscall().map(|s| s.name.clone()))
+        .filter_map(|e| e.syscall().map(|s| s.name.to_string()))
         .collect()
 }
 
@@ -259,7 +259,7 @@ fn examples_calls_are_the_calls_strace_saw() {
             .events
             .iter()
             .filter_map(Event::syscall)
-            .filter(|s| matches!(s.name.as_str(), "socket" | "accept4") && s.ret >= 0)
+            .filter(|s| matches!(s.name.as_ref(), "socket" | "accept4") && s.ret >= 0)
             .count();
         let closed = run
             .events

@@ -1,7 +1,6 @@
 //! The narrator: which syscall events get a plain-language note, and with what values.
 
-use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 
@@ -20,17 +19,19 @@ fn arg(sc: &Syscall, key: &str) -> String {
     }
 }
 
-/// True the first time a process asks for `key`: notes that would repeat on every call of a
+/// True the first time a process asks with `said`: notes that would repeat on every call of a
 /// busy loop (every write) are said once.
-fn first_time(key: &'static str) -> bool {
-    static SAID: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    SAID.lock().map_or(true, |mut said| said.insert(key))
+fn first_time(said: &AtomicBool) -> bool {
+    !said.load(Ordering::Relaxed) && !said.swap(true, Ordering::Relaxed)
 }
+
+/// Whether this process has said `write.copied`.
+static WRITE_COPIED: AtomicBool = AtomicBool::new(false);
 
 /// The notes a learner needs after this call. `before` and `after` are what the lab knew of
 /// the descriptor before and after it.
 pub fn narrate_syscall(sc: &Syscall, before: Option<&FdInfo>, after: Option<&FdInfo>) -> Vec<Note> {
-    let fd = sc.fd.map(|f| f.to_string()).unwrap_or_default();
+    let fd = || sc.fd.map(|f| f.to_string()).unwrap_or_default();
     let info = after.or(before);
     let tcp = info.is_some_and(|i| i.transport == Transport::Tcp);
     if let Some(errno) = &sc.errno {
@@ -48,28 +49,28 @@ pub fn narrate_syscall(sc: &Syscall, before: Option<&FdInfo>, after: Option<&FdI
         };
     }
     let mut out = Vec::new();
-    match sc.name.as_str() {
+    match sc.name.as_ref() {
         "socket" => match info.map(|i| i.transport) {
-            Some(Transport::Tcp) => out.push(note("socket.tcp", &[("fd", fd)])),
-            Some(Transport::Udp) => out.push(note("socket.udp", &[("fd", fd)])),
+            Some(Transport::Tcp) => out.push(note("socket.tcp", &[("fd", fd())])),
+            Some(Transport::Udp) => out.push(note("socket.udp", &[("fd", fd())])),
             Some(Transport::Other) | None => {}
         },
         "bind" => {
             let addr = arg(sc, "addr");
             let port0 = addr.ends_with(":0");
-            out.push(note("bind.ok", &[("fd", fd), ("addr", addr)]));
+            out.push(note("bind.ok", &[("fd", fd()), ("addr", addr)]));
             if port0 {
                 out.push(note("bind.port0", &[]));
             }
         }
         "listen" => out.push(note(
             "listen.ok",
-            &[("fd", fd), ("backlog", arg(sc, "backlog"))],
+            &[("fd", fd()), ("backlog", arg(sc, "backlog"))],
         )),
         "accept4" => out.push(note(
             "accept4.new_fd",
             &[
-                ("fd", fd),
+                ("fd", fd()),
                 ("lfd", arg(sc, "fd")),
                 ("peer", arg(sc, "addr")),
             ],
@@ -97,7 +98,7 @@ pub fn narrate_syscall(sc: &Syscall, before: Option<&FdInfo>, after: Option<&FdI
             }
         }
         "read" | "recvfrom" if tcp && sc.ret == 0 => out.push(note("read.eof", &[])),
-        "write" | "sendto" if tcp && first_time("write.copied") => {
+        "write" | "sendto" if tcp && first_time(&WRITE_COPIED) => {
             out.push(note("write.copied", &[("n", sc.ret.to_string())]))
         }
         "shutdown" if arg(sc, "how") != "SHUT_RD" => out.push(note("shutdown.wr", &[])),

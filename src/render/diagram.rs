@@ -519,13 +519,13 @@ pub(crate) mod tests {
                 (_, _, _) => (Some(CLIENT), Some(SERVER)),
             };
             let body = Body::Syscall(Syscall {
-                name: name.into(),
+                name: name.to_string().into(),
                 fd: if name == "socket" || name == "accept4" {
                     Some(ret as i32)
                 } else {
                     fd.map(|f| f as i32)
                 },
-                args,
+                args: args.into_iter().collect(),
                 ret,
                 errno: None,
                 dur_ns: 12_000,

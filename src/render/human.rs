@@ -196,15 +196,14 @@ impl<W: Write + Send> Sink for HumanLines<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Body, Lane, Role};
-    use serde_json::Map;
+    use crate::event::{Args, Body, Lane, Role};
 
     #[test]
     fn syscall_line_reads_like_strace() {
-        let mut args = Map::new();
-        args.insert("fd".into(), Value::from(3));
-        args.insert("data".into(), Value::from("hi\\n"));
-        args.insert("count".into(), Value::from(3));
+        let mut args = Args::default();
+        args.insert("fd", 3);
+        args.insert("data", "hi\\n");
+        args.insert("count", 3);
         let ev = Event {
             t: 2_000_000,
             pid: 1,

@@ -9,6 +9,7 @@
 pub mod ffi;
 pub mod names;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -19,9 +20,9 @@ use nix::sys::socket::{
     self as nsock, AddressFamily, Backlog, MsgFlags, SockType, SockaddrStorage, sockopt,
 };
 use nix::sys::time::TimeVal;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::event::{AcceptQueue, Body, Syscall};
+use crate::event::{AcceptQueue, Args, Body, Syscall};
 use crate::notes;
 use crate::record::{self, FdInfo, FdTable, Transport};
 use crate::tcp_state::TcpState;
@@ -53,8 +54,8 @@ macro_rules! man {
 macro_rules! args {
     ($($k:literal => $v:expr),* $(,)?) => {{
         #[allow(unused_mut)]
-        let mut m = Map::new();
-        $( m.insert($k.to_string(), Value::from($v)); )*
+        let mut m = Args::with_capacity(5);
+        $( m.push($k, Value::from($v)); )*
         m
     }};
 }
@@ -108,7 +109,7 @@ impl Call {
         self,
         fd: Option<RawFd>,
         res: Result<i64>,
-        args: Map<String, Value>,
+        args: Args,
         update: impl FnOnce(&mut FdTable),
     ) {
         let end = record::now_ns();
@@ -119,11 +120,12 @@ impl Call {
         // One lock of the table per event: the update, the probe (a TCP socket still open) and
         // the state it read.
         let (before, info, look, probe) = record::with_fds(|t| {
-            let before = fd.and_then(|fd| t.get(&fd).cloned());
+            let before = fd.and_then(|fd| t.get(fd).cloned());
             update(t);
-            let Some((fd, i)) = fd.and_then(|fd| Some((fd, t.get_mut(&fd)?))) else {
+            let Some((fd, i)) = fd.and_then(|fd| Some((fd, t.get_mut(fd)?))) else {
                 return (before, None, self.known, None);
             };
+            i.refresh_texts();
             let after = i.clone();
             let probing = self.probe && i.transport == Transport::Tcp && record::probing();
             let look = if probing {
@@ -134,7 +136,7 @@ impl Call {
             if let Some(st) = look.and_then(|ti| TcpState::from_linux(ti.state)) {
                 i.last_state = Some(st);
             }
-            let probe = probing.then(|| "getsockopt(TCP_INFO)".to_string());
+            let probe = probing.then_some(Cow::Borrowed("getsockopt(TCP_INFO)"));
             (before, Some(after), look, probe)
         });
         let tcp_state = look.and_then(|ti| TcpState::from_linux(ti.state));
@@ -147,15 +149,15 @@ impl Call {
         // Addresses from after the call, or from before it when the call removed the fd.
         let addrs = info.as_ref().or(before.as_ref());
         let body = Body::Syscall(Syscall {
-            name: self.name.to_string(),
+            name: Cow::Borrowed(self.name),
             fd,
             args,
             ret,
             errno,
             dur_ns: end.saturating_sub(self.start),
             tcp_state,
-            local: addrs.and_then(|i| i.local).map(|a| a.to_string()),
-            remote: addrs.and_then(|i| i.remote).map(|a| a.to_string()),
+            local: addrs.and_then(FdInfo::local_text),
+            remote: addrs.and_then(FdInfo::remote_text),
             queue,
             probe,
         });
@@ -227,7 +229,7 @@ pub fn bind(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
             unit(&res),
             args! {"fd" => fd, "addr" => addr.to_string()},
             |t| {
-                if let (Ok(()), Some(i)) = (&res, t.get_mut(&fd)) {
+                if let (Ok(()), Some(i)) = (&res, t.get_mut(fd)) {
                     i.local = Some(addr);
                     i.bound = true;
                 }
@@ -251,7 +253,7 @@ pub fn listen(fd: &impl AsFd, backlog: i32) -> Result<()> {
             unit(&res),
             args! {"fd" => raw_fd, "backlog" => backlog},
             |t| {
-                if let (Ok(()), Some(i)) = (&res, t.get_mut(&raw_fd)) {
+                if let (Ok(()), Some(i)) = (&res, t.get_mut(raw_fd)) {
                     i.listening = true;
                 }
             },
@@ -281,7 +283,7 @@ pub fn accept4(fd: &impl AsFd, flags: Flags) -> Result<(OwnedFd, Option<SocketAd
             },
             |t| {
                 if let Some((nfd, peer)) = new {
-                    let listener = t.get(&lfd).cloned();
+                    let listener = t.get(lfd).cloned();
                     let mut info =
                         FdInfo::new(listener.as_ref().map_or(Transport::Other, |l| l.transport));
                     info.local = listener.and_then(|l| l.local);
@@ -308,7 +310,7 @@ pub fn connect(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
             unit(&res),
             args! {"fd" => fd, "addr" => addr.to_string()},
             |t| {
-                if let Some(i) = t.get_mut(&fd) {
+                if let Some(i) = t.get_mut(fd) {
                     i.connected = true;
                     if res.is_ok() || res == Err(Errno::EINPROGRESS) {
                         i.remote = Some(addr);
@@ -471,7 +473,7 @@ pub fn close(fd: OwnedFd) -> Result<()> {
     let res = nix::unistd::close(raw_fd);
     if let Some(call) = call {
         call.end(Some(raw_fd), unit(&res), args! {"fd" => raw_fd}, |t| {
-            t.remove(&raw_fd);
+            t.remove(raw_fd);
         });
     }
     res
@@ -491,7 +493,7 @@ pub fn getsockname(fd: &impl AsFd) -> Result<SocketAddr> {
             res.map(|_| 0),
             args! {"fd" => raw_fd, "addr" => res.map(|a| a.to_string()).unwrap_or_default()},
             |t| {
-                if let (Ok(a), Some(i)) = (res, t.get_mut(&raw_fd)) {
+                if let (Ok(a), Some(i)) = (res, t.get_mut(raw_fd)) {
                     i.local = Some(a);
                 }
             },
@@ -513,7 +515,7 @@ pub fn getpeername(fd: &impl AsFd) -> Result<SocketAddr> {
             res.map(|_| 0),
             args! {"fd" => raw_fd, "addr" => res.map(|a| a.to_string()).unwrap_or_default()},
             |t| {
-                if let (Ok(a), Some(i)) = (res, t.get_mut(&raw_fd)) {
+                if let (Ok(a), Some(i)) = (res, t.get_mut(raw_fd)) {
                     i.remote = Some(a);
                 }
             },
@@ -592,7 +594,7 @@ pub fn setsockopt(fd: &impl AsFd, opt: SockOpt) -> Result<()> {
             ),
         };
         let mut a = args! {"fd" => raw_fd, "level" => level, "optname" => name};
-        a.insert("optval".into(), value);
+        a.insert("optval", value);
         call.end(Some(raw_fd), unit(&res), a, |_| {});
     }
     res
@@ -838,19 +840,11 @@ pub fn epoll_wait(ep: &Epoll, events: &mut [EpollEvent], timeout_ms: i32) -> Res
     let res = ep.wait(events, timeout);
     if let Some(call) = call {
         let n = *res.as_ref().unwrap_or(&0);
-        let mut list: Vec<String> = events[..n]
-            .iter()
-            .take(EPOLL_EVENTS_SHOWN)
-            .map(|e| names::epoll_event(e.events(), e.data()))
-            .collect();
-        if n > EPOLL_EVENTS_SHOWN {
-            list.push("...".into());
-        }
         call.end(
             Some(epfd),
             size(&res),
             args! {
-                "epfd" => epfd, "events" => format!("[{}]", list.join(", ")),
+                "epfd" => epfd, "events" => names::epoll_events(&events[..n], EPOLL_EVENTS_SHOWN),
                 "maxevents" => events.len(), "timeout" => timeout_ms,
             },
             |_| {},

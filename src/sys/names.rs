@@ -2,7 +2,7 @@
 
 use nix::errno::Errno;
 use nix::poll::PollFlags;
-use nix::sys::epoll::EpollFlags;
+use nix::sys::epoll::{EpollEvent, EpollFlags};
 use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockType};
 use nix::sys::wait::WaitStatus;
 
@@ -42,15 +42,27 @@ pub fn sock_type(ty: SockType, flags: SockFlag) -> String {
 
 /// `A|B` for the flags of `table` that are set in `flags`, or `0`.
 fn join_flags<F: Copy>(flags: F, table: &[(F, &str)], contains: impl Fn(F, F) -> bool) -> String {
-    let parts: Vec<&str> = table
-        .iter()
-        .filter(|(f, _)| contains(flags, *f))
-        .map(|(_, name)| *name)
-        .collect();
-    if parts.is_empty() {
-        "0".into()
-    } else {
-        parts.join("|")
+    let mut out = String::new();
+    push_flags(&mut out, flags, table, contains);
+    out
+}
+
+/// Appends what [`join_flags`] returns to `out`.
+fn push_flags<F: Copy>(
+    out: &mut String,
+    flags: F,
+    table: &[(F, &str)],
+    contains: impl Fn(F, F) -> bool,
+) {
+    let start = out.len();
+    for (_, name) in table.iter().filter(|(f, _)| contains(flags, *f)) {
+        if out.len() > start {
+            out.push('|');
+        }
+        out.push_str(name);
+    }
+    if out.len() == start {
+        out.push('0');
     }
 }
 
@@ -108,7 +120,14 @@ pub fn poll_flags(flags: PollFlags) -> String {
 
 /// `EPOLLIN|EPOLLOUT`, ... or `0`.
 pub fn epoll_flags(flags: EpollFlags) -> String {
-    join_flags(
+    let mut out = String::new();
+    push_epoll_flags(&mut out, flags);
+    out
+}
+
+fn push_epoll_flags(out: &mut String, flags: EpollFlags) {
+    push_flags(
+        out,
         flags,
         &[
             (EpollFlags::EPOLLIN, "EPOLLIN"),
@@ -126,7 +145,35 @@ pub fn epoll_flags(flags: EpollFlags) -> String {
 
 /// One `struct epoll_event` as strace prints it: `{events=EPOLLIN, data={u64=5}}`.
 pub fn epoll_event(flags: EpollFlags, data: u64) -> String {
-    format!("{{events={}, data={{u64={data}}}}}", epoll_flags(flags))
+    let mut out = String::new();
+    push_epoll_event(&mut out, flags, data);
+    out
+}
+
+fn push_epoll_event(out: &mut String, flags: EpollFlags, data: u64) {
+    out.push_str("{events=");
+    push_epoll_flags(out, flags);
+    out.push_str(", data={u64=");
+    out.push_str(itoa::Buffer::new().format(data));
+    out.push_str("}}");
+}
+
+/// The events epoll_wait returned, as strace prints the array: `[{events=EPOLLIN,
+/// data={u64=5}}, ...]`, the first `shown` of them, then `...`.
+pub fn epoll_events(events: &[EpollEvent], shown: usize) -> String {
+    let mut out = String::with_capacity(48 * events.len().min(shown) + 5);
+    out.push('[');
+    for (i, e) in events.iter().take(shown).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        push_epoll_event(&mut out, e.events(), e.data());
+    }
+    if events.len() > shown {
+        out.push_str(", ...");
+    }
+    out.push(']');
+    out
 }
 
 /// A wait status as strace prints it: `[{WIFEXITED(s) && WEXITSTATUS(s) == 0}]`; empty when
@@ -187,6 +234,25 @@ mod tests {
         assert_eq!(preview(b"hi\n\x00\""), "hi\\n\\x00\\\"");
         let long = [b'a'; 40];
         assert_eq!(preview(&long), format!("{}...", "a".repeat(32)));
+    }
+
+    #[test]
+    fn epoll_events_read_like_strace() {
+        let ev = |f, d| EpollEvent::new(f, d);
+        let list = [
+            ev(EpollFlags::EPOLLIN, 5),
+            ev(EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP, 6),
+            ev(EpollFlags::empty(), 7),
+        ];
+        assert_eq!(epoll_events(&[], 2), "[]");
+        assert_eq!(
+            epoll_events(&list, 2),
+            "[{events=EPOLLIN, data={u64=5}}, {events=EPOLLIN|EPOLLRDHUP, data={u64=6}}, ...]"
+        );
+        assert_eq!(
+            epoll_event(EpollFlags::empty(), 7),
+            "{events=0, data={u64=7}}"
+        );
     }
 
     #[test]
