@@ -265,11 +265,10 @@ pub fn run(exe: &Path, cfg: &DemoConfig) -> Result<DemoRun, Error> {
     let observing = cfg.observe.kernel || cfg.observe.packets || cfg.observe.pcap.is_some();
     // Observers (and the wire, and the pauses' snapshots) filter on the port, so they need it
     // before the server starts.
-    let port = if cfg.port == 0 && (observing || cfg.wire.is_some() || cfg.step.is_some()) {
-        crate::ports::free_server_port(false).map_err(Error::Other)?
-    } else {
-        cfg.port
-    };
+    let claim = (cfg.port == 0 && (observing || cfg.wire.is_some() || cfg.step.is_some()))
+        .then(|| crate::ports::free_server_port(false).map_err(Error::Other))
+        .transpose()?;
+    let port = claim.as_ref().map_or(cfg.port, crate::ports::Claim::port);
     let wire = match &cfg.wire {
         Some(pace) => Some(crate::wire::Wire::start(port, pace.clone())?),
         None => None,

@@ -295,10 +295,11 @@ fn run_step(step: &Step, lang: &str) -> Ran {
 /// clients (`--quiet`: only what they print) come one after the other; the server's timeline
 /// is shown after them, in one piece, so its lines do not mix with the clients'.
 fn run_fork_server(cfg: &TourConfig) -> Ran {
-    let port = match crate::ports::free_server_port(false) {
-        Ok(p) => p.to_string(),
+    let claim = match crate::ports::free_server_port(false) {
+        Ok(c) => c,
         Err(e) => return Ran::Failed(e),
     };
+    let port = claim.port().to_string();
     let socklab = |args: &[&str], shown: String| {
         let mut full = vec!["--lang".to_string(), cfg.lang.clone()];
         full.extend(args.iter().map(|a| a.to_string()));

@@ -278,7 +278,9 @@ pub struct Left {
 impl Spawned {
     /// Starts `kind` on a free port of 127.0.0.1 and waits until it listens.
     pub fn start(socklab: &Path, kind: &Kind, pin: &Pinning) -> Result<Spawned, Error> {
-        let port = crate::ports::free_server_port(false).map_err(Error::Other)?;
+        // Held until the server listens: then its own socket keeps the port.
+        let claim = crate::ports::free_server_port(false).map_err(Error::Other)?;
+        let port = claim.port();
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         let stderr = temp_file("stderr");
         let log = (kind.log() == LogMode::Json).then(|| temp_file("events.jsonl"));
@@ -335,6 +337,7 @@ impl Spawned {
             stopped: false,
         };
         s.wait_listening()?;
+        drop(claim);
         Ok(s)
     }
 

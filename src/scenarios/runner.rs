@@ -53,7 +53,8 @@ impl Outcome {
 /// Runs `s` with the observers `observe` asks for. The recorder is process-wide: run one
 /// scenario at a time.
 pub fn run(s: &Scenario, observe: &ObserveOptions) -> Result<Outcome, Error> {
-    let port = crate::ports::free_server_port(s.ipv6).map_err(Error::Other)?;
+    let claim = crate::ports::free_server_port(s.ipv6).map_err(Error::Other)?;
+    let port = claim.port();
     crate::step::set_port(port);
     let collector = Collector::new();
     record::install(Box::new(collector.clone()), Options::default());
