@@ -368,6 +368,19 @@ impl Event {
         }
     }
 
+    /// A note about the run as a whole from this process (`t` on CLOCK_MONOTONIC), on lane
+    /// [`Lane::Lab`], with no thread or role.
+    pub fn lab_note(t: u64, note: Note) -> Event {
+        Event {
+            t,
+            pid: std::process::id(),
+            tid: 0,
+            role: None,
+            lane: Lane::Lab,
+            body: Body::Note(note),
+        }
+    }
+
     /// The syscall, if this is a syscall event.
     pub fn syscall(&self) -> Option<&Syscall> {
         match &self.body {

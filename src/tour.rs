@@ -360,14 +360,8 @@ fn run_fork_server(cfg: &TourConfig) -> Ran {
             || Instant::now() > deadline
             || matches!(child.try_wait(), Ok(Some(_)))
         {
-            let _ = child.kill();
-            let _ = child.wait();
-            show_server();
-            return if ffi::interrupted() {
-                Ran::Interrupted
-            } else {
-                Ran::Failed(notes::text("tour.no_listener", &[("port", port.clone())]))
-            };
+            let why = notes::text("tour.no_listener", &[("port", port.clone())]);
+            return abandon(&mut child, show_server, why);
         }
         thread::sleep(Duration::from_millis(20));
     }
@@ -402,16 +396,26 @@ fn run_fork_server(cfg: &TourConfig) -> Ran {
                 thread::sleep(Duration::from_millis(20));
             }
             Ok(None) | Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                show_server();
-                return if ffi::interrupted() {
-                    Ran::Interrupted
-                } else {
-                    Ran::Failed(notes::text("tour.server_stuck", &[]))
-                };
+                return abandon(
+                    &mut child,
+                    show_server,
+                    notes::text("tour.server_stuck", &[]),
+                );
             }
         }
+    }
+}
+
+/// Stops the background server early (Ctrl-C, or `why`), shows what it printed and says how
+/// the stop ended.
+fn abandon(child: &mut Child, show_server: impl FnOnce(), why: String) -> Ran {
+    let _ = child.kill();
+    let _ = child.wait();
+    show_server();
+    if ffi::interrupted() {
+        Ran::Interrupted
+    } else {
+        Ran::Failed(why)
     }
 }
 

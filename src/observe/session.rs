@@ -16,7 +16,7 @@ use super::capture::{Capture, Interface};
 use super::poll_diag::DiagPoller;
 use super::sock_diag::{self, SockEntry};
 use super::tracepoint::TraceSession;
-use crate::event::{Body, Event, Lane};
+use crate::event::{Body, Event};
 use crate::notes;
 use crate::record::now_ns;
 use crate::tcp_state::TcpState;
@@ -64,14 +64,7 @@ pub struct Observers {
 }
 
 fn notice(key: &str, why: String) -> Event {
-    Event {
-        t: now_ns(),
-        pid: std::process::id(),
-        tid: 0,
-        role: None,
-        lane: Lane::Lab,
-        body: Body::Note(notes::note(key, &[("why", why)])),
-    }
+    Event::lab_note(now_ns(), notes::note(key, &[("why", why)]))
 }
 
 /// Starts a poller thread; in network namespace `netns` when given (the thread enters it

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::{Check, Lab, Scenario, Status, explain_key};
 use crate::error::Error;
-use crate::event::{self, Body, Event, Lane};
+use crate::event::{self, Event};
 use crate::notes;
 use crate::observe::session::{ObserveOptions, Observers};
 use crate::record::{self, Collector, Options};
@@ -118,21 +118,17 @@ pub fn check_events(o: &Outcome) -> Vec<Event> {
                 Status::Failed(w) => ("failed", w.clone()),
                 Status::Skipped(w) => ("skipped", w.clone()),
             };
-            Event {
+            Event::lab_note(
                 t,
-                pid: std::process::id(),
-                tid: 0,
-                role: None,
-                lane: Lane::Lab,
-                body: Body::Note(notes::note(
+                notes::note(
                     "scenario.check",
                     &[
                         ("what", c.what.clone()),
                         ("status", status.into()),
                         ("why", why),
                     ],
-                )),
-            }
+                ),
+            )
         })
         .collect()
 }
