@@ -3,6 +3,7 @@
 //! In human mode it goes to stdout. With `--json`, stdout carries only events, so the text goes
 //! to stderr and also into the stream as an `app.*` note, to keep its place on the timeline.
 
+use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -25,14 +26,79 @@ pub fn json() -> bool {
 
 /// Prints the program message `key` (a line).
 pub fn say(key: &str, args: &[(&str, String)]) {
-    let text = notes::text(key, args);
-    PROMPT_OPEN.store(false, Ordering::Relaxed);
+    say_line(key, args);
+}
+
+/// [`say`] with values of any printable type. In human mode it allocates nothing: the line is
+/// formatted on the stack and written with one `write(2)`. A fork server's child prints with
+/// it, and every heap page it wrote would be a copy-on-write fault.
+pub fn say_with(key: &str, args: &[(&str, &dyn fmt::Display)]) {
+    say_line(key, args);
+}
+
+fn say_line<V: fmt::Display>(key: &str, args: &[(&str, V)]) {
+    // Read before written: a store would dirty (and, after fork, copy) the page of the flag.
+    if PROMPT_OPEN.load(Ordering::Relaxed) {
+        PROMPT_OPEN.store(false, Ordering::Relaxed);
+    }
     if json() {
-        eprintln!("{text}");
-        record::note(key, args);
+        let args: Vec<(&str, String)> = args.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        eprintln!("{}", notes::text(key, &args));
+        record::note(key, &args);
+        return;
+    }
+    // A whole line: stdout's LineWriter writes it out at once, no flush needed.
+    let mut line = LineBuf::default();
+    let mut out = std::io::stdout().lock();
+    if notes::write_text(&mut line, key, args)
+        .and_then(|()| line.write_char('\n'))
+        .is_ok()
+    {
+        crate::render::write_or_exit(&mut out, line.bytes(), false);
     } else {
-        let mut out = std::io::stdout().lock();
-        crate::render::write_or_exit(&mut out, format!("{text}\n").as_bytes(), true);
+        // Longer than the buffer: formatted again, on the heap.
+        let mut text = String::new();
+        let _ = notes::write_text(&mut text, key, args);
+        text.push('\n');
+        crate::render::write_or_exit(&mut out, text.as_bytes(), false);
+    }
+}
+
+/// A line of up to [`LineBuf::CAP`] bytes formatted on the stack; a longer one makes
+/// `write_str` fail.
+struct LineBuf {
+    buf: [u8; LineBuf::CAP],
+    len: usize,
+}
+
+impl LineBuf {
+    /// Enough for every server message in the catalogues with its values (a Korean character
+    /// takes three bytes). With the length beside it, 256 bytes: small enough to be zeroed
+    /// inline, where a call to memset would be one more page of code for a fork child to
+    /// fault in.
+    const CAP: usize = 248;
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Default for LineBuf {
+    fn default() -> LineBuf {
+        LineBuf {
+            buf: [0; LineBuf::CAP],
+            len: 0,
+        }
+    }
+}
+
+impl fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let dst = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 

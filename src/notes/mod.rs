@@ -9,14 +9,19 @@
 pub mod narrate;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
+
+use serde::de::{Deserialize, Deserializer, Visitor};
 
 use crate::event::Note;
 
 pub use narrate::narrate_syscall;
 
-/// The catalogues compiled into socklab: (language code, TOML text).
-pub const CATALOGUES: &[(&str, &str)] = &[
+/// The catalogues compiled into socklab: (language code, TOML text). A static, not a const:
+/// one copy of each text, which the templates in use borrow from.
+pub static CATALOGUES: &[(&str, &str)] = &[
     ("en", include_str!("../../locales/en.toml")),
     ("ko", include_str!("../../locales/ko.toml")),
 ];
@@ -123,54 +128,169 @@ pub fn lang_from_env() -> &'static str {
         .unwrap_or(FALLBACK)
 }
 
-static ACTIVE: OnceLock<(Catalogue, Catalogue)> = OnceLock::new();
+/// The templates of one built-in catalogue, as the lab looks them up at run time.
+///
+/// Unlike [`Catalogue`], they borrow from the catalogue text compiled into socklab: read-only
+/// pages of the executable cost a fork nothing, whereas every heap page they would fill is one
+/// more page-table entry that each fork copies and each child's exit tears down.
+#[derive(Debug)]
+struct Templates {
+    lang: &'static str,
+    by_key: HashMap<Static, Static, BuildHasherDefault<Fnv>>,
+}
+
+impl Templates {
+    fn builtin(lang: &str) -> Option<Templates> {
+        let (lang, text) = CATALOGUES.iter().find(|(l, _)| *l == lang)?;
+        let by_key = toml::from_str(text).expect("built-in catalogues parse");
+        Some(Templates { lang, by_key })
+    }
+
+    fn get(&self, key: &str) -> Option<&'static str> {
+        self.by_key.get(key).map(|t| t.0)
+    }
+}
+
+/// A string of a built-in catalogue: borrowed from its text, or, for the few with escapes to
+/// undo, unescaped once and kept for the life of the process (the catalogue in use is loaded
+/// once, see [`ACTIVE`]).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Static(&'static str);
+
+impl std::borrow::Borrow<str> for Static {
+    fn borrow(&self) -> &str {
+        self.0
+    }
+}
+
+impl<'de: 'static> Deserialize<'de> for Static {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Static, D::Error> {
+        struct Text;
+        impl<'de: 'static> Visitor<'de> for Text {
+            type Value = Static;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Static, E> {
+                Ok(Static(s))
+            }
+
+            fn visit_str<E>(self, s: &str) -> Result<Static, E> {
+                Ok(Static(s.to_owned().leak()))
+            }
+        }
+        d.deserialize_str(Text)
+    }
+}
+
+/// FNV-1a, for the catalogue's keys (the lab's own: no flooding to fear). A few instructions
+/// inlined into the lookup, where SipHash is code of its own that a fork child would fault in
+/// to print its one line.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// The templates in use and, when they are not English, the English ones for keys they lack.
+static ACTIVE: OnceLock<(Templates, Option<Templates>)> = OnceLock::new();
 
 /// Chooses the language for this process (first call wins). Unknown codes fall back to
 /// English; returns the code in use.
 pub fn set_lang(lang: &str) -> String {
     let (active, _) = ACTIVE.get_or_init(|| load(lang));
-    active.lang.clone()
+    active.lang.to_string()
 }
 
-fn load(lang: &str) -> (Catalogue, Catalogue) {
-    let fallback = Catalogue::builtin(FALLBACK).expect("English catalogue exists");
-    let active = Catalogue::builtin(lang).unwrap_or_else(|| fallback.clone());
-    (active, fallback)
+fn load(lang: &str) -> (Templates, Option<Templates>) {
+    let english = || Templates::builtin(FALLBACK).expect("English catalogue exists");
+    match Templates::builtin(lang) {
+        Some(active) if active.lang != FALLBACK => (active, Some(english())),
+        Some(active) => (active, None),
+        None => (english(), None),
+    }
 }
 
-fn catalogues() -> &'static (Catalogue, Catalogue) {
-    ACTIVE.get_or_init(|| load(FALLBACK))
+/// The template for `key`: the active catalogue's, else English's.
+fn template(key: &str) -> Option<&'static str> {
+    let (active, fallback) = ACTIVE.get_or_init(|| load(FALLBACK));
+    active.get(key).or_else(|| fallback.as_ref()?.get(key))
 }
 
 /// The language in use (`en` until [`set_lang`] chose another).
 pub fn lang() -> &'static str {
-    let (active, _) = catalogues();
-    &active.lang
+    let (active, _) = ACTIVE.get_or_init(|| load(FALLBACK));
+    active.lang
 }
 
 /// True when the catalogue has a message for `key`.
 pub fn has(key: &str) -> bool {
-    let (active, fallback) = catalogues();
-    active.messages.contains_key(key) || fallback.messages.contains_key(key)
+    template(key).is_some()
 }
 
 /// The message for `key` with `{name}` placeholders filled in; the key itself if unknown.
 pub fn text(key: &str, args: &[(&str, String)]) -> String {
-    let (active, fallback) = catalogues();
-    let template = active
-        .messages
-        .get(key)
-        .or_else(|| fallback.messages.get(key))
-        .map_or(key, String::as_str);
-    fill(template, args)
+    let mut out = String::new();
+    // Writing to a String fails only if a value's Display does.
+    let _ = write_text(&mut out, key, args);
+    out
 }
 
-fn fill(template: &str, args: &[(&str, String)]) -> String {
-    let mut out = template.to_string();
-    for (name, value) in args {
-        out = out.replace(&format!("{{{name}}}"), value);
+/// Writes the message for `key` to `out`, each `{name}` replaced by its value as it goes
+/// (the key itself if unknown). Allocates nothing itself, so a server's message per connection
+/// can be formatted on the stack ([`crate::output::say_with`]).
+pub fn write_text<V: fmt::Display>(
+    out: &mut impl fmt::Write,
+    key: &str,
+    args: &[(&str, V)],
+) -> fmt::Result {
+    fill(out, template(key).unwrap_or(key), args)
+}
+
+/// Copies `template` to `out` with each `{name}` of `args` replaced by its value; other
+/// braces are text. Values are not scanned again, so a value may contain braces.
+fn fill<V: fmt::Display>(
+    out: &mut impl fmt::Write,
+    template: &str,
+    args: &[(&str, V)],
+) -> fmt::Result {
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.write_str(&rest[..open])?;
+        let after = &rest[open + 1..];
+        let arg = after.find('}').and_then(|close| {
+            let name = &after[..close];
+            let (_, value) = args.iter().find(|(n, _)| *n == name)?;
+            Some((value, close))
+        });
+        match arg {
+            Some((value, close)) => {
+                write!(out, "{value}")?;
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.write_char('{')?;
+                rest = after;
+            }
+        }
     }
-    out
+    out.write_str(rest)
 }
 
 /// Builds a note for `key` in the language of the run.
@@ -238,6 +358,35 @@ mod tests {
         );
         assert!(n.text.contains("NEW fd 4"), "{}", n.text);
         assert!(!n.text.contains('{'), "{}", n.text);
+    }
+
+    #[test]
+    fn templates_match_the_catalogues_and_borrow_their_text() {
+        for (lang, text) in CATALOGUES {
+            let owned = Catalogue::builtin(lang).unwrap();
+            let t = Templates::builtin(lang).unwrap();
+            assert_eq!(t.by_key.len(), owned.messages.len(), "{lang}");
+            let in_text = text.as_bytes().as_ptr_range();
+            let mut borrowed = 0;
+            for (key, message) in &owned.messages {
+                let got = t.get(key).unwrap_or_else(|| panic!("{lang}: no {key}"));
+                assert_eq!(got, message, "{lang}: {key}");
+                borrowed += usize::from(in_text.contains(&got.as_ptr()));
+            }
+            // Only the few with escapes (\") are copied.
+            assert!(
+                borrowed + 10 >= owned.messages.len(),
+                "{lang}: {borrowed} borrowed"
+            );
+        }
+    }
+
+    #[test]
+    fn fill_keeps_other_braces_and_does_not_rescan_values() {
+        let mut out = String::new();
+        let args: [(&str, &dyn fmt::Display); 2] = [("a", &"{b}"), ("b", &7)];
+        fill(&mut out, "{a} {b} {c} SO_LINGER {1, 0} {", &args).unwrap();
+        assert_eq!(out, "{b} 7 {c} SO_LINGER {1, 0} {");
     }
 
     #[test]

@@ -15,10 +15,10 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
-use crate::output::say;
+use crate::output::say_with;
 use crate::sys::{self, SockOpt, ffi, names};
 
-use super::Mode;
+use super::{Mode, Peer};
 
 /// How a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub enum Want {
 #[derive(Debug)]
 pub struct Session {
     mode: Mode,
-    peer: String,
+    peer: Peer,
     read_size: usize,
     idle: Option<Duration>,
     /// Read into; in echo mode `pending` is what still has to go back, in reply mode it holds
@@ -89,7 +89,7 @@ pub struct Session {
 impl Session {
     /// A fresh connection from `peer`; `read_size` bytes are asked for by each read and
     /// `idle` is only quoted in the message when the timeout closes it.
-    pub fn new(mode: Mode, peer: String, read_size: usize, idle: Option<Duration>) -> Session {
+    pub fn new(mode: Mode, peer: Peer, read_size: usize, idle: Option<Duration>) -> Session {
         Session::with_buffer(mode, peer, vec![0; read_size.max(1)], idle)
     }
 
@@ -98,7 +98,7 @@ impl Session {
     /// write to (and so copy) every heap page it spans.
     pub fn with_buffer(
         mode: Mode,
-        peer: String,
+        peer: Peer,
         mut buf: Vec<u8>,
         idle: Option<Duration>,
     ) -> Session {
@@ -125,9 +125,9 @@ impl Session {
         self.buf
     }
 
-    /// The peer's address as shown in messages.
-    pub fn peer(&self) -> &str {
-        &self.peer
+    /// The peer's address.
+    pub fn peer(&self) -> Peer {
+        self.peer
     }
 
     /// Bytes echoed back so far.
@@ -156,11 +156,10 @@ impl Session {
             (Mode::Reply, 0) => self.finish(Outcome::Empty),
             (Mode::Echo, 0) => self.finish(Outcome::Answered),
             (Mode::Reply, n) => {
-                let data = String::from_utf8_lossy(&self.buf[..n]).into_owned();
-                say("app.received", &[("data", data)]);
-                let reply = reply_for(&self.peer);
+                let data = String::from_utf8_lossy(&self.buf[..n]);
+                say_with("app.received", &[("data", &data)]);
                 self.buf.clear();
-                self.buf.extend_from_slice(reply.as_bytes());
+                write_reply(&mut self.buf, self.peer);
                 self.pending = 0..self.buf.len();
             }
             (Mode::Echo, n) => self.pending = 0..n,
@@ -210,37 +209,45 @@ impl Session {
             return;
         }
         self.done = Some(o);
-        let peer = self.peer.clone();
+        // Printed without allocating: a fork child ends here.
+        let peer = &self.peer;
         match o {
-            Outcome::Answered if self.mode == Mode::Echo => say(
-                "app.echoed",
-                &[("peer", peer), ("n", self.echoed.to_string())],
-            ),
+            Outcome::Answered if self.mode == Mode::Echo => {
+                say_with("app.echoed", &[("peer", peer), ("n", &self.echoed)]);
+            }
             // The seed prints nothing after its reply.
             Outcome::Answered => {}
-            Outcome::Empty => say("app.empty", &[("peer", peer)]),
-            Outcome::TimedOut => say(
+            Outcome::Empty => say_with("app.empty", &[("peer", peer)]),
+            Outcome::TimedOut => say_with(
                 "app.idle",
                 &[
                     ("peer", peer),
-                    (
-                        "secs",
-                        format!("{}", self.idle.unwrap_or_default().as_secs_f64()),
-                    ),
+                    ("secs", &self.idle.unwrap_or_default().as_secs_f64()),
                 ],
             ),
-            Outcome::Failed(e) => say(
+            Outcome::Failed(e) => say_with(
                 "app.conn_failed",
-                &[("peer", peer), ("errno", names::errno(e))],
+                &[("peer", peer), ("errno", &names::errno(e))],
             ),
             Outcome::Interrupted => {}
         }
     }
 }
 
-/// The reply the server sends, like the seed's `"recieved well " + str(addr)` (spelled right).
+/// What the reply says before the peer's address: the seed's `"recieved well " + str(addr)`
+/// (spelled right).
+const REPLY: &str = "received well ";
+
+/// The reply the server sends to `peer`.
 pub fn reply_for(peer: &str) -> String {
-    format!("received well {peer}")
+    format!("{REPLY}{peer}")
+}
+
+/// Appends [`reply_for`]'s text to `buf` (the read buffer, so that no other is allocated).
+fn write_reply(buf: &mut Vec<u8>, peer: Peer) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(buf, "{REPLY}{peer}");
 }
 
 /// Sets SO_RCVTIMEO and SO_SNDTIMEO to `idle` (two setsockopt calls): a blocking read or write
@@ -286,6 +293,10 @@ mod tests {
     use std::os::unix::net::UnixStream;
     use std::thread;
 
+    fn peer(addr: &str) -> Peer {
+        Peer(Some(addr.parse().unwrap()))
+    }
+
     fn pair() -> (UnixStream, OwnedFd) {
         let (a, b) = UnixStream::pair().unwrap();
         (a, OwnedFd::from(b))
@@ -306,7 +317,7 @@ mod tests {
             })
         };
         let worker = thread::spawn(move || {
-            let mut s = Session::new(Mode::Echo, "peer".into(), 4096, None);
+            let mut s = Session::new(Mode::Echo, Peer(None), 4096, None);
             let o = serve_blocking(&server, &mut s, None);
             (o, s.echoed())
         });
@@ -323,7 +334,7 @@ mod tests {
     fn reply_reads_once_and_answers() {
         let (mut client, server) = pair();
         client.write_all(b"hello").unwrap();
-        let mut s = Session::new(Mode::Reply, "1.2.3.4:5".into(), 1024, None);
+        let mut s = Session::new(Mode::Reply, peer("1.2.3.4:5"), 1024, None);
         assert_eq!(serve_blocking(&server, &mut s, None), Outcome::Answered);
         drop(server);
         let mut back = String::new();
@@ -335,7 +346,7 @@ mod tests {
     fn reply_to_a_silent_close_is_empty() {
         let (client, server) = pair();
         drop(client);
-        let mut s = Session::new(Mode::Reply, "p".into(), 1024, None);
+        let mut s = Session::new(Mode::Reply, Peer(None), 1024, None);
         assert_eq!(serve_blocking(&server, &mut s, None), Outcome::Empty);
     }
 
@@ -343,7 +354,7 @@ mod tests {
     fn a_silent_client_times_out() {
         let (_client, server) = pair();
         let idle = Some(Duration::from_millis(50));
-        let mut s = Session::new(Mode::Echo, "p".into(), 1024, idle);
+        let mut s = Session::new(Mode::Echo, Peer(None), 1024, idle);
         let start = std::time::Instant::now();
         assert_eq!(serve_blocking(&server, &mut s, idle), Outcome::TimedOut);
         assert!(start.elapsed() >= Duration::from_millis(45));
@@ -358,7 +369,7 @@ mod tests {
         nix::sys::socket::setsockopt(&server, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
         client.set_nonblocking(true).unwrap();
         let fed = client.write(&vec![7u8; 1 << 20]).unwrap();
-        let mut s = Session::new(Mode::Echo, "p".into(), 1 << 20, None);
+        let mut s = Session::new(Mode::Echo, Peer(None), 1 << 20, None);
         let (mut back, mut stalled) = (0, false);
         let mut sink = vec![0u8; 1 << 20];
         while (s.echoed() as usize) < fed {

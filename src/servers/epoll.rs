@@ -20,7 +20,7 @@ use std::time::Instant;
 use nix::errno::Errno;
 
 use crate::error::Error;
-use crate::output::say;
+use crate::output::{say, say_with};
 use crate::sys::{
     self, Epoll, EpollCreateFlags, EpollCtl, EpollEvent, EpollFlags, Flags, ffi, names,
 };
@@ -179,9 +179,9 @@ impl Loop<'_> {
                 &fd,
                 token(&fd),
             ) {
-                say(
+                say_with(
                     "app.conn_failed",
-                    &[("peer", peer), ("errno", names::errno(e))],
+                    &[("peer", &peer), ("errno", &names::errno(e))],
                 );
                 self.stats.add(Outcome::Failed(e));
                 let _ = sys::close(fd);

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::error::Error;
-use crate::output::say;
+use crate::output::{say, say_with};
 use crate::record;
 use crate::sys::{self, ForkResult, Pid, Signal, WaitStatus, ffi, names};
 
 use super::conn::{self, Outcome, Session};
-use super::{FullNotice, Pool, ServeStats, ServerConfig, next_for_pool, open_listener};
+use super::{FullNotice, Peer, Pool, ServeStats, ServerConfig, next_for_pool, open_listener};
 
 /// How long Ctrl-C waits for the children to finish their connections before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -40,9 +40,14 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
     let mut kids = Children::default();
     let mut stats = ServeStats::default();
     let mut full = FullNotice::default();
-    // Each child reads into this (its copy of it): allocated and zeroed once, here, it costs a
-    // child only the pages its reads touch (copy-on-write).
+    // Each child reads into this (its copy of it). Allocated once, here, with its pages handed
+    // back to the kernel: a fork copies no page-table entry for them, and a child's first read
+    // faults in a zero page instead of copying one. The heap's free pages go back too (what
+    // parsing the command line and the catalogue left): every resident page is an entry that
+    // each fork copies and each child's exit tears down.
     let mut child_buf = vec![0u8; cfg.read_size.max(1)];
+    ffi::zero_lazily(&mut child_buf);
+    ffi::malloc_trim();
     loop {
         let (conn, peer) = match next_for_pool(&listener, cfg, &mut kids, &mut stats, &mut full) {
             Ok(Some(c)) => c,
@@ -55,20 +60,20 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
         };
         // A buffered log (`--log-file`) would otherwise be copied into the child and
         // written twice.
-        record::flush();
+        flush_log();
         match sys::fork() {
             Ok(ForkResult::Child) => {
                 serve_in_child(listener, conn, peer, cfg, std::mem::take(&mut child_buf))
             }
             Ok(ForkResult::Parent { child }) => {
                 kids.live.insert(child);
-                say("app.forked", &[("pid", child.to_string()), ("peer", peer)]);
+                say_with("app.forked", &[("pid", &child), ("peer", &peer)]);
             }
             Err(e) => {
                 // EAGAIN (process limit) or ENOMEM: this client is turned away.
-                say(
+                say_with(
                     "app.conn_failed",
-                    &[("peer", peer), ("errno", names::errno(e))],
+                    &[("peer", &peer), ("errno", &names::errno(e))],
                 );
                 stats.add(Outcome::Failed(e));
             }
@@ -88,13 +93,16 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
 
 /// The child: serves one connection and exits with the outcome as its status.
 ///
-/// Exits through `_exit(2)`, not `exit(3)`, once its log and output are flushed (the logger
-/// and `say` write whole lines): exit(3) would run the C library's and the loader's exit
-/// handlers, touching (and so copying) pages a fork child otherwise never needs.
+/// Every page it writes is copied (copy-on-write), so with logging off it allocates nothing
+/// (its read buffer is the parent's, its messages are formatted on the stack) and exits
+/// through `_exit(2)`, not `exit(3)`, once its log is flushed: exit(3) would run the C
+/// library's and the loader's exit handlers, touching pages a fork child otherwise never
+/// needs. Its messages need no flush: `say` writes whole lines, which stdout's LineWriter
+/// writes out at once.
 fn serve_in_child(
     listener: OwnedFd,
     conn: OwnedFd,
-    peer: String,
+    peer: Peer,
     cfg: &ServerConfig,
     buf: Vec<u8>,
 ) -> ! {
@@ -103,15 +111,50 @@ fn serve_in_child(
     let mut session = Session::with_buffer(cfg.mode, peer, buf, cfg.idle_timeout);
     let outcome = conn::serve_blocking(&conn, &mut session, cfg.idle_timeout);
     let _ = sys::close(conn);
-    record::flush();
-    let _ = std::io::Write::flush(&mut std::io::stdout());
+    flush_log();
     ffi::exit_now(outcome.exit_code())
+}
+
+/// Flushes the event log, if logging is on. (Off, the recorder has no sink, and taking its
+/// lock would still write, and so copy, the page the lock is on.)
+fn flush_log() {
+    if record::enabled() {
+        record::flush();
+    }
 }
 
 /// The children still running.
 #[derive(Debug, Default)]
 struct Children {
     live: HashSet<Pid>,
+    status: StatusText,
+}
+
+/// The text of each wait status shown, kept per exit code (it does not name the pid): almost
+/// every child exits 0, so it is formatted once, not once per connection. (Every heap page the
+/// parent writes between forks is copied at its next write after the fork.)
+#[derive(Debug, Default)]
+struct StatusText {
+    exited: Vec<(i32, String)>,
+    other: String,
+}
+
+impl StatusText {
+    /// [`names::wait_status`] of `st`.
+    fn of(&mut self, st: &WaitStatus) -> &str {
+        let WaitStatus::Exited(_, code) = *st else {
+            self.other = names::wait_status(st);
+            return &self.other;
+        };
+        let i = match self.exited.iter().position(|(c, _)| *c == code) {
+            Some(i) => i,
+            None => {
+                self.exited.push((code, names::wait_status(st)));
+                self.exited.len() - 1
+            }
+        };
+        &self.exited[i].1
+    }
 }
 
 impl Pool for Children {
@@ -152,13 +195,8 @@ impl Children {
             _ => Outcome::Failed(Errno::UnknownErrno),
         };
         stats.add(outcome);
-        say(
-            "app.reaped",
-            &[
-                ("pid", pid.to_string()),
-                ("status", names::wait_status(&st)),
-            ],
-        );
+        let status = self.status.of(&st);
+        say_with("app.reaped", &[("pid", &pid), ("status", &status)]);
     }
 
     /// Collects every child that has ended, without waiting (`wait4(-1, WNOHANG)` until it

@@ -20,11 +20,11 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::error::Error;
-use crate::output::say;
+use crate::output::{say, say_with};
 use crate::sys::{self, How, ffi, names};
 
 use super::conn::{self, Outcome, Session};
-use super::{FullNotice, Pool, ServeStats, ServerConfig, next_for_pool, open_listener};
+use super::{FullNotice, Peer, Pool, ServeStats, ServerConfig, next_for_pool, open_listener};
 
 /// How often the main thread, waiting for a worker to finish, looks for Ctrl-C.
 const TICK: Duration = Duration::from_millis(50);
@@ -75,7 +75,7 @@ impl Workers {
     }
 
     /// Starts a worker for `conn`.
-    fn start(&mut self, conn: OwnedFd, peer: String, cfg: &ServerConfig) -> Result<(), Errno> {
+    fn start(&mut self, conn: OwnedFd, peer: Peer, cfg: &ServerConfig) -> Result<(), Errno> {
         let id = self.next_id;
         self.next_id += 1;
         let fd = Arc::new(conn);
@@ -94,12 +94,9 @@ impl Workers {
                 mask.add(Signal::SIGINT);
                 mask.add(Signal::SIGTERM);
                 let _ = mask.thread_block();
-                say(
+                say_with(
                     "app.thread",
-                    &[
-                        ("tid", nix::unistd::gettid().to_string()),
-                        ("peer", peer.clone()),
-                    ],
+                    &[("tid", &nix::unistd::gettid()), ("peer", &peer)],
                 );
                 let mut session = Session::with_buffer(mode, peer, buf, idle);
                 let outcome = conn::serve_blocking(&fd, &mut session, idle);
@@ -203,10 +200,10 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
                 return Err(Error::sys("accept4", real, e));
             }
         };
-        if let Err(e) = workers.start(conn, peer.clone(), cfg) {
-            say(
+        if let Err(e) = workers.start(conn, peer, cfg) {
+            say_with(
                 "app.conn_failed",
-                &[("peer", peer), ("errno", names::errno(e))],
+                &[("peer", &peer), ("errno", &names::errno(e))],
             );
             stats.add(Outcome::Failed(e));
         }

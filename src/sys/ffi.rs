@@ -249,3 +249,67 @@ pub fn set_cloexec(fd: RawFd) -> Result<(), Errno> {
     let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     Errno::result(rc).map(drop)
 }
+
+/// `malloc_trim(0)`: hands the heap's free pages back to the kernel (`madvise(MADV_DONTNEED)`
+/// on whole free pages, `brk` at its top). A C library call, not one syscall: it makes as many
+/// as the heap's free runs need. True if any memory was released.
+#[cfg(target_env = "gnu")]
+pub fn malloc_trim() -> bool {
+    // SAFETY: malloc_trim takes no pointers; it only walks the allocator's own free lists,
+    // under the allocator's lock.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+/// Only glibc has `malloc_trim`: elsewhere nothing is released.
+#[cfg(not(target_env = "gnu"))]
+pub fn malloc_trim() -> bool {
+    false
+}
+
+/// Sets `buf` to zeros lazily: its whole pages go back to the kernel
+/// (`madvise(MADV_DONTNEED)`, one syscall) and the bytes around them are written. Until it is
+/// written again, such a page takes no memory and no page-table entry, so a fork does not copy
+/// it. For heap memory (private and anonymous, where a page given back reads as zeros). False
+/// if madvise failed; the bytes are then written instead.
+pub fn zero_lazily(buf: &mut [u8]) -> bool {
+    // SAFETY: sysconf takes no pointers.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(0);
+    if !page.is_power_of_two() {
+        buf.fill(0);
+        return false;
+    }
+    let offset = buf.as_ptr().align_offset(page).min(buf.len());
+    let whole = (buf.len() - offset) / page * page;
+    let (head, rest) = buf.split_at_mut(offset);
+    let (pages, tail) = rest.split_at_mut(whole);
+    head.fill(0);
+    tail.fill(0);
+    if whole == 0 {
+        return true;
+    }
+    // SAFETY: `pages` is whole pages that this function borrows mutably, so no other reference
+    // sees them change; and any byte is a valid u8, whatever madvise leaves there.
+    let rc = unsafe { libc::madvise(pages.as_mut_ptr().cast(), whole, libc::MADV_DONTNEED) };
+    if rc != 0 {
+        pages.fill(0);
+        return false;
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_lazily_zeroes_every_byte() {
+        for len in [0, 1, 4095, 4096, 3 * 4096 + 17, 64 * 1024] {
+            let mut buf = vec![0xabu8; len];
+            assert!(zero_lazily(&mut buf), "len {len}");
+            assert!(buf.iter().all(|&b| b == 0), "len {len}");
+            // Given-back pages can be written again.
+            buf.fill(7);
+            assert!(buf.iter().all(|&b| b == 7), "len {len}");
+        }
+    }
+}
