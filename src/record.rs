@@ -87,8 +87,12 @@ pub fn uninstall() -> Option<Box<dyn Sink>> {
     sink
 }
 
-/// Flushes the sink, if any.
+/// Flushes the sink, if any. With logging off it touches nothing (a fork child's pages are
+/// copied on first write, the lock's included).
 pub fn flush() {
+    if !enabled() {
+        return;
+    }
     if let Some(s) = lock(&SINK).as_mut() {
         s.flush();
     }
@@ -170,9 +174,15 @@ pub fn current_role() -> Option<Role> {
 /// Forgets the cached pid and tid: call in the child right after fork(). A forked child does
 /// not pause before its calls: it shares the terminal (stdin) with its parent.
 pub(crate) fn after_fork() {
-    PRE_CALL_ON.store(false, Ordering::Release);
-    PID.store(0, Ordering::Relaxed);
-    TID.with(|t| t.set(0));
+    // Each store only when there is something to reset: a fork child's first write to a page
+    // is a copy of it.
+    if pre_call_on() {
+        PRE_CALL_ON.store(false, Ordering::Release);
+    }
+    if PID.load(Ordering::Relaxed) != 0 {
+        PID.store(0, Ordering::Relaxed);
+        TID.with(|t| t.set(0));
+    }
 }
 
 fn ids() -> (u32, u32) {

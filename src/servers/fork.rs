@@ -60,7 +60,7 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
         };
         // A buffered log (`--log-file`) would otherwise be copied into the child and
         // written twice.
-        flush_log();
+        record::flush();
         match sys::fork() {
             Ok(ForkResult::Child) => {
                 serve_in_child(listener, conn, peer, cfg, std::mem::take(&mut child_buf))
@@ -111,16 +111,8 @@ fn serve_in_child(
     let mut session = Session::with_buffer(cfg.mode, peer, buf, cfg.idle_timeout);
     let outcome = conn::serve_blocking(&conn, &mut session, cfg.idle_timeout);
     let _ = sys::close(conn);
-    flush_log();
+    record::flush();
     ffi::exit_now(outcome.exit_code())
-}
-
-/// Flushes the event log, if logging is on. (Off, the recorder has no sink, and taking its
-/// lock would still write, and so copy, the page the lock is on.)
-fn flush_log() {
-    if record::enabled() {
-        record::flush();
-    }
 }
 
 /// The children still running.
