@@ -216,7 +216,12 @@ pub fn preview(buf: &[u8]) -> String {
             b'"' => s.push_str("\\\""),
             b'\\' => s.push_str("\\\\"),
             0x20..=0x7e => s.push(char::from(b)),
-            _ => s.push_str(&format!("\\x{b:02x}")),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                s.push_str("\\x");
+                s.push(char::from(HEX[usize::from(b >> 4)]));
+                s.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
         }
     }
     if buf.len() > PREVIEW_BYTES {
@@ -232,6 +237,7 @@ mod tests {
     #[test]
     fn preview_escapes_and_cuts() {
         assert_eq!(preview(b"hi\n\x00\""), "hi\\n\\x00\\\"");
+        assert_eq!(preview(&[0xff, 0x7f, 0x1b]), "\\xff\\x7f\\x1b");
         let long = [b'a'; 40];
         assert_eq!(preview(&long), format!("{}...", "a".repeat(32)));
     }
