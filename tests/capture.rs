@@ -4,7 +4,6 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
@@ -15,6 +14,8 @@ use socklab::event::{Body, Lane, Packet};
 use socklab::observe::ObserveError;
 use socklab::observe::capture::Capture;
 use socklab::record::now_ns;
+
+mod util;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -135,33 +136,6 @@ fn pcap_count(path: &Path) -> (DataLink, usize) {
     (link, n)
 }
 
-/// How many packets `tcpdump -r` reads from `path`, or None (with the reason printed) when
-/// tcpdump is missing or cannot run here.
-fn tcpdump_count(path: &Path) -> Option<usize> {
-    let out = match Command::new("tcpdump")
-        .arg("-nn")
-        .arg("-r")
-        .arg(path)
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            println!("tcpdump check skipped: cannot run tcpdump ({e}); apt-get install tcpdump");
-            return None;
-        }
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("Couldn't change to") {
-        // As (namespace) root it switches to its own user, which a user namespace lacks.
-        println!("tcpdump check skipped: tcpdump cannot switch user here: {err}");
-        return None;
-    }
-    assert!(out.status.success(), "tcpdump -r failed: {err}");
-    print!("tcpdump -r:\n{text}");
-    Some(text.lines().count())
-}
-
 #[test]
 fn tcp_exchange_on_127_0_0_1_seen_once_each_with_relative_numbers() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -227,7 +201,7 @@ fn tcp_exchange_on_127_0_0_1_seen_once_each_with_relative_numbers() {
     assert!(ours.len() <= 11, "more packets than the exchange makes");
 
     assert_eq!(pcap_count(&pcap.0), (DataLink::RAW, events.len()));
-    if let Some(n) = tcpdump_count(&pcap.0) {
+    if let Some(n) = util::tcpdump_count(&pcap.0) {
         assert_eq!(n, events.len(), "tcpdump reads another number of packets");
     }
 }

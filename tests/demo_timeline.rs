@@ -449,12 +449,12 @@ fn demo_shows_the_kernel_states_and_packets_in_causal_order() {
     }
 
     // The files: tcpdump reads the same packets; the pictures are well-formed.
-    match tcpdump_count(Path::new(&pcap)) {
+    match util::tcpdump_count(Path::new(&pcap)) {
         Some(n) => assert_eq!(
             n, all_packets,
             "tcpdump -r {pcap} vs the packet events\n{tl}"
         ),
-        None => println!("pcap check skipped: tcpdump is not installed"),
+        None => println!("pcap check skipped: tcpdump cannot read it here (see above)"),
     }
     let svg_text = fs::read_to_string(&svg).expect("the SVG file");
     let doc = roxmltree::Document::parse(&svg_text).expect("the SVG is XML");
@@ -570,23 +570,6 @@ fn check_close(me: &Closer, other: &Closer, pk: &[(u64, &Packet)], tl: &str) -> 
             Some(at(2))
         }
     }
-}
-
-/// How many packets `tcpdump -r` reads from `path`; None when tcpdump is not installed.
-fn tcpdump_count(path: &Path) -> Option<usize> {
-    let out = match Command::new("tcpdump")
-        .arg("-nn")
-        .arg("-r")
-        .arg(path)
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("tcpdump: {e}"),
-    };
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "tcpdump -r failed: {err}");
-    Some(String::from_utf8_lossy(&out.stdout).lines().count())
 }
 
 /// Running socklab processes whose arguments name `port` (the demo's children).

@@ -98,17 +98,11 @@ impl Run {
     /// Closes stdin, waits for the exit (bounded); the status, every stdout line, stderr.
     fn finish(mut self) -> (ExitStatus, Vec<String>, String) {
         self.stdin = None;
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let Some(status) = util::wait_exit(&mut self.child, TIMEOUT) else {
+            panic!(
                 "socklab did not exit within {TIMEOUT:?}; stderr:\n{}",
                 self.stderr.join("\n")
             );
-            thread::sleep(Duration::from_millis(10));
         };
         // The readers end with the pipes (a demo's children are gone with it).
         let drain = |rx: &Receiver<String>, into: &mut Vec<String>| loop {
@@ -130,10 +124,7 @@ impl Run {
 
 impl Drop for Run {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        util::reap(&mut self.child);
     }
 }
 

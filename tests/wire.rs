@@ -94,17 +94,11 @@ impl Demo {
     /// Closes stdin, waits for the exit (bounded), returns the status, stdout and stderr.
     fn finish(mut self) -> (ExitStatus, String, String) {
         self.stdin = None;
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
+        let Some(status) = util::wait_exit(&mut self.child, TIMEOUT) else {
+            panic!(
                 "the demo did not exit within {TIMEOUT:?}; stderr:\n{}",
                 self.stderr.join("\n")
             );
-            thread::sleep(Duration::from_millis(10));
         };
         let stdout = self
             .stdout
@@ -125,10 +119,7 @@ impl Demo {
 
 impl Drop for Demo {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        util::reap(&mut self.child);
     }
 }
 

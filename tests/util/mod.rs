@@ -169,20 +169,11 @@ impl Proc {
     /// after killing it, if it does not exit in time.
     pub fn finish(mut self) -> Finished {
         self.stdin = None;
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            match self.child.try_wait().expect("try_wait") {
-                Some(status) => break status,
-                None if Instant::now() >= deadline => {
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    panic!(
-                        "{} did not exit within {:?}; stdout so far: {:#?}",
-                        self.what, TIMEOUT, self.seen
-                    );
-                }
-                None => thread::sleep(Duration::from_millis(5)),
-            }
+        let Some(status) = wait_exit(&mut self.child, TIMEOUT) else {
+            panic!(
+                "{} did not exit within {:?}; stdout so far: {:#?}",
+                self.what, TIMEOUT, self.seen
+            );
         };
         // The pipes close with the process (none of these children fork), so the readers end.
         if let Some(h) = self.out_reader.take() {
@@ -205,11 +196,32 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        reap(&mut self.child);
     }
+}
+
+/// Waits up to `limit` for `child` to exit; `None`, after killing and collecting it, when it
+/// did not.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait().expect("try_wait") {
+            Some(status) => return Some(status),
+            None if Instant::now() >= deadline => {
+                reap(child);
+                return None;
+            }
+            None => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Kills `child` if it still runs and collects it, so that no zombie is left.
+pub fn reap(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }
 
 /// Parses the lines that are JSON events; other lines are ignored.
@@ -370,4 +382,31 @@ pub fn line_starting(lines: &Receiver<String>, seen: &mut Vec<String>, prefix: &
             ),
         }
     }
+}
+
+/// How many packets `tcpdump -r` reads from `path`, or None (with the reason printed) when
+/// tcpdump is missing or cannot run here.
+pub fn tcpdump_count(path: &Path) -> Option<usize> {
+    let out = match Command::new("tcpdump")
+        .arg("-nn")
+        .arg("-r")
+        .arg(path)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            println!("tcpdump check skipped: cannot run tcpdump ({e}); apt-get install tcpdump");
+            return None;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Couldn't change to") {
+        // As (namespace) root it switches to its own user, which a user namespace lacks.
+        println!("tcpdump check skipped: tcpdump cannot switch user here: {err}");
+        return None;
+    }
+    assert!(out.status.success(), "tcpdump -r failed: {err}");
+    print!("tcpdump -r:\n{text}");
+    Some(text.lines().count())
 }
