@@ -177,16 +177,6 @@ impl Args {
     pub(crate) fn entries(&self) -> &[(Cow<'static, str>, Value)] {
         &self.0
     }
-
-    /// How many arguments there are.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl<K: Into<Cow<'static, str>>, V: Into<Value>> FromIterator<(K, V)> for Args {

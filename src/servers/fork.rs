@@ -119,34 +119,6 @@ fn serve_in_child(
 #[derive(Debug, Default)]
 struct Children {
     live: HashSet<Pid>,
-    status: StatusText,
-}
-
-/// The text of each wait status shown, kept per exit code (it does not name the pid): almost
-/// every child exits 0, so it is formatted once, not once per connection. (Every heap page the
-/// parent writes between forks is copied at its next write after the fork.)
-#[derive(Debug, Default)]
-struct StatusText {
-    exited: Vec<(i32, String)>,
-    other: String,
-}
-
-impl StatusText {
-    /// [`names::wait_status`] of `st`.
-    fn of(&mut self, st: &WaitStatus) -> &str {
-        let WaitStatus::Exited(_, code) = *st else {
-            self.other = names::wait_status(st);
-            return &self.other;
-        };
-        let i = match self.exited.iter().position(|(c, _)| *c == code) {
-            Some(i) => i,
-            None => {
-                self.exited.push((code, names::wait_status(st)));
-                self.exited.len() - 1
-            }
-        };
-        &self.exited[i].1
-    }
 }
 
 impl Pool for Children {
@@ -187,7 +159,7 @@ impl Children {
             _ => Outcome::Failed(Errno::UnknownErrno),
         };
         stats.add(outcome);
-        let status = self.status.of(&st);
+        let status = names::WaitStatusText(&st);
         say_with("app.reaped", &[("pid", &pid), ("status", &status)]);
     }
 

@@ -1,5 +1,7 @@
 //! Symbolic names for the numbers syscalls take and return, spelled as strace spells them.
 
+use std::fmt;
+
 use nix::errno::Errno;
 use nix::poll::PollFlags;
 use nix::sys::epoll::{EpollEvent, EpollFlags};
@@ -179,20 +181,35 @@ pub fn epoll_events(events: &[EpollEvent], shown: usize) -> String {
 /// A wait status as strace prints it: `[{WIFEXITED(s) && WEXITSTATUS(s) == 0}]`; empty when
 /// no child was collected (WNOHANG).
 pub fn wait_status(st: &WaitStatus) -> String {
-    match st {
-        WaitStatus::Exited(_, code) => format!("[{{WIFEXITED(s) && WEXITSTATUS(s) == {code}}}]"),
-        WaitStatus::Signaled(_, sig, core) => format!(
-            "[{{WIFSIGNALED(s) && WTERMSIG(s) == {}{}}}]",
-            sig.as_str(),
-            if *core { " && WCOREDUMP(s)" } else { "" }
-        ),
-        WaitStatus::Stopped(_, sig) => {
-            format!("[{{WIFSTOPPED(s) && WSTOPSIG(s) == {}}}]", sig.as_str())
+    WaitStatusText(st).to_string()
+}
+
+/// [`wait_status`] as a `Display`, to print without allocating (a fork server's parent
+/// between forks).
+pub struct WaitStatusText<'a>(pub &'a WaitStatus);
+
+impl fmt::Display for WaitStatusText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            WaitStatus::Exited(_, code) => {
+                write!(f, "[{{WIFEXITED(s) && WEXITSTATUS(s) == {code}}}]")
+            }
+            WaitStatus::Signaled(_, sig, core) => write!(
+                f,
+                "[{{WIFSIGNALED(s) && WTERMSIG(s) == {}{}}}]",
+                sig.as_str(),
+                if *core { " && WCOREDUMP(s)" } else { "" }
+            ),
+            WaitStatus::Stopped(_, sig) => {
+                write!(f, "[{{WIFSTOPPED(s) && WSTOPSIG(s) == {}}}]", sig.as_str())
+            }
+            WaitStatus::PtraceEvent(_, sig, ev) => {
+                write!(f, "[{{PTRACE_EVENT {ev}, {}}}]", sig.as_str())
+            }
+            WaitStatus::PtraceSyscall(_) => f.write_str("[{PTRACE_SYSCALL}]"),
+            WaitStatus::Continued(_) => f.write_str("[{WIFCONTINUED(s)}]"),
+            WaitStatus::StillAlive => Ok(()),
         }
-        WaitStatus::PtraceEvent(_, sig, ev) => format!("[{{PTRACE_EVENT {ev}, {}}}]", sig.as_str()),
-        WaitStatus::PtraceSyscall(_) => "[{PTRACE_SYSCALL}]".into(),
-        WaitStatus::Continued(_) => "[{WIFCONTINUED(s)}]".into(),
-        WaitStatus::StillAlive => String::new(),
     }
 }
 
@@ -240,6 +257,22 @@ mod tests {
         assert_eq!(preview(&[0xff, 0x7f, 0x1b]), "\\xff\\x7f\\x1b");
         let long = [b'a'; 40];
         assert_eq!(preview(&long), format!("{}...", "a".repeat(32)));
+    }
+
+    #[test]
+    fn wait_statuses_read_like_strace() {
+        use nix::sys::signal::Signal;
+        use nix::unistd::Pid;
+        let pid = Pid::from_raw(7);
+        assert_eq!(
+            wait_status(&WaitStatus::Exited(pid, 3)),
+            "[{WIFEXITED(s) && WEXITSTATUS(s) == 3}]"
+        );
+        assert_eq!(
+            wait_status(&WaitStatus::Signaled(pid, Signal::SIGKILL, false)),
+            "[{WIFSIGNALED(s) && WTERMSIG(s) == SIGKILL}]"
+        );
+        assert_eq!(wait_status(&WaitStatus::StillAlive), "");
     }
 
     #[test]
