@@ -3,7 +3,8 @@
 //! One iteration: write 1 byte on one end of a loopback TCP connection and read it on the
 //! other (two syscalls, no blocking). Compare `nix_direct` with `socklab_logging_off` (the
 //! wrappers must cost nothing measurable) and with `socklab_json_log` (every event serialized
-//! as JSON, TCP_INFO probed after each call).
+//! as JSON, TCP_INFO probed after each call), and with `socklab_json_log_no_probe` (the same
+//! without the TCP_INFO reads: the lab's own work per event).
 //!
 //! Run: `cargo bench --bench wrappers`.
 
@@ -33,8 +34,23 @@ fn pair() -> (OwnedFd, OwnedFd) {
     (c, s)
 }
 
+/// Starts logging every event as JSON into nothing (`io::sink`), with or without TCP_INFO.
+fn log_json(probe: bool) {
+    record::install(
+        Box::new(JsonLines::new(std::io::sink(), false)),
+        Options {
+            probe,
+            narrate: true,
+        },
+    );
+}
+
 fn bench(c: &mut Criterion) {
+    // Made with logging on, so that the lab knows both sockets (TCP, their addresses) and the
+    // logged runs below do all their work: probe, addresses, notes.
+    log_json(true);
     let (a, b) = pair();
+    record::uninstall();
     let mut buf = [0u8; 16];
     let mut g = c.benchmark_group("write+read 1 byte");
 
@@ -52,14 +68,18 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    record::install(
-        Box::new(JsonLines::new(std::io::sink(), false)),
-        Options {
-            probe: true,
-            narrate: true,
-        },
-    );
+    log_json(true);
     g.bench_function("socklab_json_log", |bench| {
+        bench.iter(|| {
+            sys::write(&a, black_box(b"x")).expect("write");
+            black_box(sys::read(&b, &mut buf).expect("read"));
+        })
+    });
+    record::uninstall();
+
+    // The same without the TCP_INFO reads: what building and writing the events costs.
+    log_json(false);
+    g.bench_function("socklab_json_log_no_probe", |bench| {
         bench.iter(|| {
             sys::write(&a, black_box(b"x")).expect("write");
             black_box(sys::read(&b, &mut buf).expect("read"));

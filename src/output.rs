@@ -7,6 +7,8 @@ use std::fmt::{self, Write as _};
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use nix::errno::Errno;
+
 use crate::{notes, record};
 
 static JSON: AtomicBool = AtomicBool::new(false);
@@ -47,25 +49,102 @@ fn say_line<V: fmt::Display>(key: &str, args: &[(&str, V)]) {
         record::note(key, &args);
         return;
     }
-    // A whole line: stdout's LineWriter writes it out at once, no flush needed.
     let mut line = LineBuf::default();
-    let mut out = std::io::stdout().lock();
     if notes::write_text(&mut line, key, args)
         .and_then(|()| line.write_char('\n'))
         .is_ok()
     {
-        crate::render::write_or_exit(&mut out, line.bytes(), false);
+        write_line(line.bytes());
     } else {
         // Longer than the buffer: formatted again, on the heap.
         let mut text = String::new();
         let _ = notes::write_text(&mut text, key, args);
         text.push('\n');
-        crate::render::write_or_exit(&mut out, text.as_bytes(), false);
+        write_line(text.as_bytes());
+    }
+}
+
+/// Writes a whole line straight to stdout's descriptor, past std's buffered handle and its
+/// lock: after a fork, the lock is one more page each process would copy on its first write.
+/// The order of lines is kept because every other writer to stdout writes whole lines or
+/// flushes, so std's buffer is empty between lines. A closed pipe ends the program quietly,
+/// as in [`crate::render::write_or_exit`].
+fn write_line(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        match nix::unistd::write(std::io::stdout(), bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EPIPE) => std::process::exit(0),
+            Err(_) => return,
+        }
+    }
+}
+
+/// A program line formatted ahead of time but for one number: a fork child's last line,
+/// prepared by its parent before the fork.
+///
+/// A fork child starts with none of the program's code or read-only data mapped: each page of
+/// it that the child touches is a page fault. Looking the message up in the catalogue and
+/// running the formatting machinery touches a dozen such pages; filling in a prepared line
+/// copies bytes and converts one integer.
+#[derive(Debug)]
+pub struct Prepared {
+    key: &'static str,
+    line: LineBuf,
+    /// Where the number goes in `line`.
+    gap: usize,
+}
+
+impl Prepared {
+    /// The message `key` with `args` filled in and its placeholder `{gap}` left open; `None`
+    /// in JSON mode (where the message is also a note in the event stream) or when the
+    /// message has no `{gap}` or does not fit.
+    pub fn new(
+        key: &'static str,
+        args: &[(&str, &dyn fmt::Display)],
+        gap: &str,
+    ) -> Option<Prepared> {
+        if json() {
+            return None;
+        }
+        let (head, tail) = notes::split_template(key, gap)?;
+        let mut line = LineBuf::default();
+        notes::fill(&mut line, head, args).ok()?;
+        let at = line.len;
+        notes::fill(&mut line, tail, args).ok()?;
+        Some(Prepared { key, line, gap: at })
+    }
+
+    /// The message key.
+    pub fn key(&self) -> &'static str {
+        self.key
+    }
+
+    /// Prints the line with `n` in its gap (one `write(2)` to stdout).
+    pub fn say(&self, n: u64) {
+        if let Some(line) = self.with(n) {
+            write_line(line.bytes());
+        }
+    }
+
+    /// The line with `n` in its gap and a newline; `None` if it does not fit.
+    fn with(&self, n: u64) -> Option<LineBuf> {
+        let mut num = itoa::Buffer::new();
+        let num = num.format(n).as_bytes();
+        let text = self.line.bytes();
+        let mut out = LineBuf::default();
+        for part in [&text[..self.gap], num, &text[self.gap..], b"\n"] {
+            let end = out.len + part.len();
+            out.buf.get_mut(out.len..end)?.copy_from_slice(part);
+            out.len = end;
+        }
+        Some(out)
     }
 }
 
 /// A line of up to [`LineBuf::CAP`] bytes formatted on the stack; a longer one makes
 /// `write_str` fail.
+#[derive(Debug)]
 struct LineBuf {
     buf: [u8; LineBuf::CAP],
     len: usize,
@@ -121,5 +200,26 @@ pub fn prompt(key: &str) {
 pub fn end_open_prompt() {
     if PROMPT_OPEN.swap(false, Ordering::Relaxed) && !std::io::stdin().is_terminal() {
         eprintln!();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prepared_line_reads_as_the_message_formatted_at_once() {
+        let peer: std::net::SocketAddr = "127.0.0.1:5555".parse().unwrap();
+        for n in [0u64, 7, 1 << 40] {
+            let p = Prepared::new("app.echoed", &[("peer", &peer)], "n").unwrap();
+            let got = p.with(n).unwrap();
+            let want = notes::text(
+                "app.echoed",
+                &[("peer", peer.to_string()), ("n", n.to_string())],
+            ) + "\n";
+            assert_eq!(std::str::from_utf8(got.bytes()).unwrap(), want);
+        }
+        // No such placeholder: nothing to prepare.
+        assert!(Prepared::new("app.echoed", &[("peer", &peer)], "secs").is_none());
     }
 }

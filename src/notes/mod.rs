@@ -263,9 +263,22 @@ pub fn write_text<V: fmt::Display>(
     fill(out, template(key).unwrap_or(key), args)
 }
 
+/// The message for `key` cut at its placeholder `{gap}`: the template before it and the one
+/// after it (`None` when the message has no such placeholder, or `key` is unknown).
+pub(crate) fn split_template(key: &str, gap: &str) -> Option<(&'static str, &'static str)> {
+    let t = template(key)?;
+    let mark = t.match_indices('{').find(|(at, _)| {
+        t[at + 1..]
+            .strip_prefix(gap)
+            .is_some_and(|rest| rest.starts_with('}'))
+    })?;
+    let at = mark.0;
+    Some((&t[..at], &t[at + gap.len() + 2..]))
+}
+
 /// Copies `template` to `out` with each `{name}` of `args` replaced by its value; other
 /// braces are text. Values are not scanned again, so a value may contain braces.
-fn fill<V: fmt::Display>(
+pub(crate) fn fill<V: fmt::Display>(
     out: &mut impl fmt::Write,
     template: &str,
     args: &[(&str, V)],
@@ -379,6 +392,18 @@ mod tests {
                 "{lang}: {borrowed} borrowed"
             );
         }
+    }
+
+    #[test]
+    fn a_template_splits_at_its_placeholder_only() {
+        let (head, tail) = split_template("app.echoed", "n").unwrap();
+        assert!(
+            head.ends_with("after ") && tail.starts_with(" bytes"),
+            "{head}|{tail}"
+        );
+        assert!(head.contains("{peer}"));
+        assert_eq!(split_template("app.echoed", "pee"), None);
+        assert_eq!(split_template("no.such.key", "n"), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
-use crate::output::say_with;
+use crate::output::{Prepared, say_with};
 use crate::sys::{self, SockOpt, ffi, names};
 
 use super::{Mode, Peer};
@@ -84,6 +84,8 @@ pub struct Session {
     pending: Range<usize>,
     done: Option<Outcome>,
     echoed: u64,
+    /// `app.echoed` prepared but for the byte count (a fork child's last line).
+    echoed_line: Option<Prepared>,
 }
 
 impl Session {
@@ -114,7 +116,16 @@ impl Session {
             pending: 0..0,
             done: None,
             echoed: 0,
+            echoed_line: None,
         }
+    }
+
+    /// Says `app.echoed` with `line`, prepared before a fork with the peer filled in, so that
+    /// the child that ends here formats nothing ([`Prepared`]).
+    pub fn with_echoed_line(mut self, line: Option<Prepared>) -> Session {
+        debug_assert!(line.as_ref().is_none_or(|l| l.key() == "app.echoed"));
+        self.echoed_line = line;
+        self
     }
 
     /// The read buffer back, at its read size, for the next connection: allocating and
@@ -212,9 +223,10 @@ impl Session {
         // Printed without allocating: a fork child ends here.
         let peer = &self.peer;
         match o {
-            Outcome::Answered if self.mode == Mode::Echo => {
-                say_with("app.echoed", &[("peer", peer), ("n", &self.echoed)]);
-            }
+            Outcome::Answered if self.mode == Mode::Echo => match &self.echoed_line {
+                Some(line) => line.say(self.echoed),
+                None => say_with("app.echoed", &[("peer", peer), ("n", &self.echoed)]),
+            },
             // The seed prints nothing after its reply.
             Outcome::Answered => {}
             Outcome::Empty => say_with("app.empty", &[("peer", peer)]),

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 
 use crate::error::Error;
-use crate::output::{say, say_with};
+use crate::output::{Prepared, say, say_with};
 use crate::record;
 use crate::sys::{self, ForkResult, Pid, Signal, WaitStatus, ffi, names};
 
 use super::conn::{self, Outcome, Session};
-use super::{FullNotice, Peer, Pool, ServeStats, ServerConfig, next_for_pool, open_listener};
+use super::{FullNotice, Mode, Pool, ServeStats, ServerConfig, next_for_pool, open_listener};
 
 /// How long Ctrl-C waits for the children to finish their connections before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -61,9 +61,17 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
         // A buffered log (`--log-file`) would otherwise be copied into the child and
         // written twice.
         record::flush();
+        // The child's last line, formatted here where code and catalogue are mapped.
+        let echoed = match cfg.mode {
+            Mode::Echo => Prepared::new("app.echoed", &[("peer", &peer)], "n"),
+            Mode::Reply => None,
+        };
         match sys::fork() {
             Ok(ForkResult::Child) => {
-                serve_in_child(listener, conn, peer, cfg, std::mem::take(&mut child_buf))
+                let buf = std::mem::take(&mut child_buf);
+                let session = Session::with_buffer(cfg.mode, peer, buf, cfg.idle_timeout)
+                    .with_echoed_line(echoed);
+                serve_in_child(listener, conn, session, cfg)
             }
             Ok(ForkResult::Parent { child }) => {
                 kids.live.insert(child);
@@ -99,16 +107,9 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
 /// library's and the loader's exit handlers, touching pages a fork child otherwise never
 /// needs. Its messages need no flush: `say` writes whole lines, which stdout's LineWriter
 /// writes out at once.
-fn serve_in_child(
-    listener: OwnedFd,
-    conn: OwnedFd,
-    peer: Peer,
-    cfg: &ServerConfig,
-    buf: Vec<u8>,
-) -> ! {
+fn serve_in_child(listener: OwnedFd, conn: OwnedFd, mut session: Session, cfg: &ServerConfig) -> ! {
     // The child does not accept: its copy of the listener would only keep the port open.
     let _ = sys::close(listener);
-    let mut session = Session::with_buffer(cfg.mode, peer, buf, cfg.idle_timeout);
     let outcome = conn::serve_blocking(&conn, &mut session, cfg.idle_timeout);
     let _ = sys::close(conn);
     record::flush();

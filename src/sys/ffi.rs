@@ -123,6 +123,7 @@ pub fn catch_interrupts() -> Result<(), Errno> {
 }
 
 /// True once SIGINT or SIGTERM arrived after [`catch_interrupts`].
+#[inline]
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
@@ -147,11 +148,13 @@ pub fn catch_child_exits() -> Result<(), Errno> {
 
 /// True if SIGCHLD arrived since the last call (after [`catch_child_exits`]); clears the flag.
 pub fn take_child_exited() -> bool {
-    CHILD_EXITED.swap(false, Ordering::SeqCst)
+    // Read before written: after a fork, a store would copy the flag's page.
+    CHILD_EXITED.load(Ordering::SeqCst) && CHILD_EXITED.swap(false, Ordering::SeqCst)
 }
 
 /// `_exit(code)`: ends the process at once, without the C library's exit handlers (a fork
 /// child whose output is already flushed).
+#[inline]
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit takes no pointers and never returns; it only ends the process.
     unsafe { libc::_exit(code) }
