@@ -40,6 +40,8 @@ fn log_json(probe: bool) {
         Box::new(JsonLines::new(std::io::sink(), false)),
         Options {
             probe,
+            // Every call probed: the cost per call, not per sample.
+            probe_all: true,
             narrate: true,
         },
     );

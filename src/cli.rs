@@ -40,6 +40,11 @@ struct Global {
     /// Do not read TCP_INFO after each call (events then carry no tcp_state).
     #[arg(long, global = true)]
     no_probe: bool,
+    /// Read TCP_INFO after every call, even under load (by default, once a socket has made
+    /// 100 reads and writes, one that moved data on an ESTABLISHED socket is probed at most
+    /// once per millisecond).
+    #[arg(long, global = true, conflicts_with = "no_probe")]
+    probe_all: bool,
     /// Language of the notes and explanations: en or ko; default from SOCKLAB_LANG, LC_ALL,
     /// LC_MESSAGES or LANG (ko_KR.UTF-8 picks ko), else en.
     #[arg(long, global = true, value_name = "LANG")]
@@ -117,9 +122,9 @@ struct BenchArgs {
     /// with socklab's).
     #[arg(long, value_name = "HOST:PORT")]
     target: Option<String>,
-    /// Run every model one after another: the C echo server, socklab logging off, socklab
-    /// logging every event as JSON to a file, socklab under strace -f (RR); print the ratios.
-    /// Pins to one CPU unless --pin says otherwise.
+    /// Run every model in turn, each side by side with its C echo server, with every event
+    /// logged as JSON to a file, and under strace -f (RR); print the ratios. Pins to one CPU
+    /// unless --pin says otherwise.
     #[arg(long)]
     compare: bool,
     /// Which load: rr (request/response on long-lived connections), crr (connect, request,
@@ -143,10 +148,16 @@ struct BenchArgs {
     /// How long the head-of-line client stays silent, in ms.
     #[arg(long, value_name = "D", default_value_t = crate::bench::DEFAULT_SILENT.as_millis() as u64, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     silent_ms: u64,
-    /// The socklab server's events: off (--quiet) or json (every event, TCP_INFO probe
-    /// included, as JSON lines to a temporary file). --compare measures both.
+    /// The socklab server's events: off (--quiet), json (every event as JSON lines to a
+    /// temporary file, TCP_INFO probed as by default; see --probe-all), or both (two servers measured in turns,
+    /// with the json/off ratio). --compare measures both.
     #[arg(long, value_name = "MODE", default_value = "off")]
-    log: crate::bench::LogMode,
+    log: crate::bench::LogModes,
+    /// When several servers are measured (--compare, --c-baseline, --log both): cut each
+    /// one's RR and CRR time into this many slices and let the servers take turns, so that a
+    /// change in the machine's load falls on all of them alike.
+    #[arg(long, value_name = "N", default_value_t = crate::bench::DEFAULT_ROUNDS, value_parser = clap::value_parser!(u32).range(1..=crate::bench::MAX_ROUNDS as i64))]
+    rounds: u32,
     /// Pin the server and the load generator: same (both on one CPU, the default with
     /// --pin: stable ratios on a small machine), split (server on the first CPU, load on the
     /// last) or off.
@@ -462,6 +473,7 @@ fn install_sink_to(
     }
     let opts = Options {
         probe: !global.no_probe,
+        probe_all: global.probe_all,
         narrate: true,
     };
     if let Some(path) = log_file {
@@ -565,7 +577,8 @@ fn run_tour(a: &TourArgs, lang: String) -> Result<(), Error> {
     })
 }
 
-fn run_bench(a: &BenchArgs, json: bool) -> Result<(), Error> {
+fn run_bench(a: &BenchArgs, global: &Global) -> Result<(), Error> {
+    let json = global.json;
     use crate::bench::{self, BenchConfig, Pin, Subject};
     use std::io::IsTerminal;
     let subject = match (&a.model, &a.target, a.compare) {
@@ -584,10 +597,15 @@ fn run_bench(a: &BenchArgs, json: bool) -> Result<(), Error> {
         }
         _ => Subject::Compare,
     };
-    if a.target.is_some() && a.log == bench::LogMode::Json {
-        return Err(Error::Usage(
-            "--log json is for socklab's own servers (--model, --compare), not --target".into(),
-        ));
+    if a.target.is_some() && a.log != bench::LogModes::Off {
+        return Err(Error::Usage(format!(
+            "--log {} is for socklab's own servers (--model, --compare), not --target",
+            if a.log == bench::LogModes::Both {
+                "both"
+            } else {
+                "json"
+            }
+        )));
     }
     let exe = std::env::current_exe()
         .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
@@ -600,6 +618,12 @@ fn run_bench(a: &BenchArgs, json: bool) -> Result<(), Error> {
     cfg.mib = a.mib;
     cfg.silent = std::time::Duration::from_millis(a.silent_ms);
     cfg.log = a.log;
+    cfg.rounds = a.rounds;
+    cfg.probe = match (global.no_probe, global.probe_all) {
+        (true, _) => bench::Probe::Off,
+        (_, true) => bench::Probe::All,
+        _ => bench::Probe::Sampled,
+    };
     cfg.pin = a.pin.unwrap_or(if compare { Pin::Same } else { Pin::Off });
     cfg.c_baseline = a.c_baseline;
     cfg.progress = !json && io::stderr().is_terminal();
@@ -693,7 +717,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Scenario(a) => run_scenario(&a, cli.global.json),
         Command::Explain(a) => run_explain(&a),
         Command::Tour(a) => run_tour(&a, lang),
-        Command::Bench(a) => run_bench(&a, cli.global.json),
+        Command::Bench(a) => run_bench(&a, &cli.global),
         Command::Ss(a) => {
             let entries = crate::observe::sock_diag::tcp_sockets(&a.ports)
                 .map_err(|e| Error::Other(e.to_string()))?;

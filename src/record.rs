@@ -28,6 +28,7 @@ pub trait Sink: Send {
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static PROBE: AtomicBool = AtomicBool::new(true);
+static PROBE_ALL: AtomicBool = AtomicBool::new(false);
 static NARRATE: AtomicBool = AtomicBool::new(true);
 static SINK: Mutex<Option<Box<dyn Sink>>> = Mutex::new(None);
 static PID: AtomicU32 = AtomicU32::new(0);
@@ -50,8 +51,11 @@ thread_local! {
 /// How the recorder behaves once a sink is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Read TCP_INFO after each call on a TCP socket (one extra, labelled syscall).
+    /// Read TCP_INFO after each call on a TCP socket (one extra, labelled syscall), sampled
+    /// under load ([`SAMPLE_AFTER`]).
     pub probe: bool,
+    /// Probe after every call, even under load.
+    pub probe_all: bool,
     /// Add plain-language notes after the events a learner must understand.
     pub narrate: bool,
 }
@@ -60,6 +64,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             probe: true,
+            probe_all: false,
             narrate: true,
         }
     }
@@ -68,6 +73,7 @@ impl Default for Options {
 /// Starts logging into `sink`, replacing any previous one (which is flushed).
 pub fn install(sink: Box<dyn Sink>, opts: Options) {
     PROBE.store(opts.probe, Ordering::Relaxed);
+    PROBE_ALL.store(opts.probe_all, Ordering::Relaxed);
     NARRATE.store(opts.narrate, Ordering::Relaxed);
     let mut slot = lock(&SINK);
     if let Some(old) = slot.as_mut() {
@@ -301,6 +307,25 @@ pub struct FdInfo {
     pub last_state: Option<crate::tcp_state::TcpState>,
     /// `local` and `remote` as text, formatted once per address for the events.
     texts: AddrTexts,
+    /// Its reads and writes, for sampling the probe under load.
+    sampling: Sampling,
+}
+
+/// After this many reads and writes that moved data on one descriptor, the TCP_INFO probe
+/// after such a call is sampled: skipped while the last probe, less than [`SAMPLE_EVERY_NS`]
+/// ago, said ESTABLISHED. Every other call is probed: connect, accept4, shutdown, a read of 0
+/// (EOF), any error. A lesson never makes this many calls on one socket; a loaded server makes
+/// them in milliseconds, and there one `getsockopt` per call would cost about as much as the
+/// rest of the event.
+pub const SAMPLE_AFTER: u32 = 100;
+/// Under load, at most one probe after a read or write per descriptor in this time (1 ms).
+pub const SAMPLE_EVERY_NS: u64 = 1_000_000;
+
+/// A descriptor's data calls and when it was last probed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Sampling {
+    data_calls: u32,
+    last_probe_ns: u64,
 }
 
 /// An address and its `ip:port` text.
@@ -342,7 +367,24 @@ impl FdInfo {
             connected: false,
             last_state: None,
             texts: AddrTexts::default(),
+            sampling: Sampling::default(),
         }
+    }
+
+    /// Counts a read or write that moved data at `now` (ns) and says whether its probe may be
+    /// skipped ([`SAMPLE_AFTER`]).
+    pub(crate) fn may_skip_probe(&mut self, now: u64) -> bool {
+        let s = &mut self.sampling;
+        s.data_calls = s.data_calls.saturating_add(1);
+        s.data_calls > SAMPLE_AFTER
+            && !PROBE_ALL.load(Ordering::Relaxed)
+            && self.last_state == Some(crate::tcp_state::TcpState::Established)
+            && now.saturating_sub(s.last_probe_ns) < SAMPLE_EVERY_NS
+    }
+
+    /// Notes a probe at `now` (ns).
+    pub(crate) fn probed(&mut self, now: u64) {
+        self.sampling.last_probe_ns = now;
     }
 
     /// Formats the addresses that changed since the last event; later events (and clones)
@@ -479,6 +521,28 @@ mod tests {
         assert!(t.remove(5).is_some_and(|i| i.listening));
         assert!(t.remove(5).is_none() && t.remove(-3).is_none());
         assert_eq!(t.values().count(), 0);
+    }
+
+    #[test]
+    fn a_busy_established_socket_is_probed_by_sampling() {
+        use crate::tcp_state::TcpState;
+        let mut i = FdInfo::new(Transport::Tcp);
+        i.last_state = Some(TcpState::Established);
+        let ms = SAMPLE_EVERY_NS;
+        // The first SAMPLE_AFTER data calls are all probed, however close together.
+        for n in 0..u64::from(SAMPLE_AFTER) {
+            assert!(!i.may_skip_probe(n));
+            i.probed(n);
+        }
+        // Then at most one per millisecond while ESTABLISHED (the last probe was at t).
+        let t = u64::from(SAMPLE_AFTER) - 1;
+        assert!(i.may_skip_probe(t + ms - 1));
+        assert!(!i.may_skip_probe(t + ms));
+        i.probed(t + ms);
+        assert!(i.may_skip_probe(t + ms + 1));
+        // Any other state: every call.
+        i.last_state = Some(TcpState::CloseWait);
+        assert!(!i.may_skip_probe(t + ms + 2));
     }
 
     #[test]

@@ -188,6 +188,43 @@ fn the_server_can_log_every_event_to_a_file() {
 }
 
 #[test]
+fn logging_off_and_on_are_measured_in_turns() {
+    let _g = heavy();
+    let rep = report(&[
+        "--model",
+        "epoll",
+        "--log",
+        "both",
+        "--rounds",
+        "3",
+        "--workload",
+        "rr",
+        "--duration",
+        "0.3",
+        "--json",
+    ]);
+    let runs = rep["runs"].as_array().unwrap();
+    let labels: Vec<&str> = runs.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["epoll", "epoll+json"]);
+    for run in runs {
+        assert_eq!(num(run, "/rr/rounds"), 3.0, "{run:#}");
+        // Three slices of 0.1 s each.
+        assert!((num(run, "/rr/secs") - 0.3).abs() < 1e-9, "{run:#}");
+        assert!(num(run, "/rr/transactions") > 0.0, "{run:#}");
+    }
+    assert!(runs[0]["logged_events"].is_null());
+    // The JSON server's log has at least a read and a write event per counted transaction.
+    assert!(num(&runs[1], "/logged_events") >= 2.0 * num(&runs[1], "/rr/transactions"));
+    let ratio = &rep["ratios"][0];
+    assert_eq!(
+        (&ratio["what"], &ratio["workload"]),
+        (&"json/off".into(), &"rr".into())
+    );
+    let want = num(&runs[1], "/rr/tps") / num(&runs[0], "/rr/tps");
+    assert!((ratio["ratio"].as_f64().unwrap() - want).abs() < 1e-9);
+}
+
+#[test]
 fn a_target_is_any_echo_server() {
     let _g = heavy();
     let srv = EchoServer::start(None);
@@ -257,6 +294,14 @@ fn only_loopback_targets_and_one_subject() {
     let (code, _, stderr) = bench(&["--workload", "rr"]);
     assert_eq!(code, Some(2), "{stderr}");
     let (code, _, stderr) = bench(&["--model", "thread", "--target", "127.0.0.1:1"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, _, stderr) = bench(&["--target", "127.0.0.1:1", "--log", "both"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--log both is for socklab's own servers"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = bench(&["--model", "epoll", "--rounds", "0"]);
     assert_eq!(code, Some(2), "{stderr}");
 }
 

@@ -29,15 +29,13 @@ struct Logged {
 
 impl Logged {
     fn start() -> Logged {
+        Logged::with(Options::default())
+    }
+
+    fn with(opts: Options) -> Logged {
         let lock = LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let events = Collector::new();
-        record::install(
-            Box::new(events.clone()),
-            Options {
-                probe: true,
-                narrate: true,
-            },
-        );
+        record::install(Box::new(events.clone()), opts);
         Logged {
             events,
             _lock: lock,
@@ -292,6 +290,76 @@ fn one_event_per_call_with_the_kernels_answer() {
     let refused = by_name("connect")[1];
     assert_eq!(refused.args["addr"], nowhere.to_string());
     assert_eq!(refused.tcp_state, Some(TcpState::Close));
+}
+
+/// 300 one-byte writes back to back, then EOF: the write events, and the read of 0.
+fn busy_socket(opts: Options) -> (Vec<(Event, Syscall)>, Syscall) {
+    let log = Logged::with(opts);
+    let (l, addr) = listener(1);
+    let c = connected(addr);
+    let (s, _) = sys::accept4(&l, Flags::SOCK_CLOEXEC).expect("accept4");
+    for _ in 0..300 {
+        assert_eq!(sys::write(&c, b"x"), Ok(1));
+    }
+    sys::shutdown(&c, How::Write).expect("shutdown");
+    let mut buf = [0u8; 512];
+    let mut got = 0;
+    while let Ok(n @ 1..) = sys::read(&s, &mut buf) {
+        got += n;
+    }
+    assert_eq!(got, 300);
+    let calls = log.take_calls();
+    let eof = calls
+        .iter()
+        .rev()
+        .find(|(_, sc)| sc.name == "read")
+        .map(|(_, sc)| sc.clone())
+        .expect("the last read");
+    let writes = calls
+        .into_iter()
+        .filter(|(_, sc)| sc.name == "write")
+        .collect();
+    (writes, eof)
+}
+
+#[test]
+fn a_busy_socket_is_probed_by_sampling_and_its_end_always() {
+    let (writes, eof) = busy_socket(Options::default());
+    assert_eq!(writes.len(), 300);
+    let first = record::SAMPLE_AFTER as usize;
+    for (_, sc) in &writes[..first] {
+        assert_eq!(sc.probe.as_deref(), Some("getsockopt(TCP_INFO)"));
+        assert_eq!(sc.tcp_state, Some(TcpState::Established));
+    }
+    // After that, a write goes unprobed (and claims no state) only within 1 ms of the last
+    // probe on its socket, which said ESTABLISHED.
+    let mut last_probe = writes[first - 1].0.t;
+    let mut skipped = 0;
+    for (e, sc) in &writes[first..] {
+        match &sc.probe {
+            Some(_) => {
+                assert_eq!(sc.tcp_state, Some(TcpState::Established));
+                last_probe = e.t;
+            }
+            None => {
+                assert_eq!(sc.tcp_state, None, "{sc:?}");
+                assert!(e.t - last_probe < record::SAMPLE_EVERY_NS, "{sc:?}");
+                skipped += 1;
+            }
+        }
+    }
+    // 200 one-byte writes do not each take a millisecond.
+    assert!(skipped > 0);
+    // The end of the stream is always probed: the read of 0 sees CLOSE_WAIT.
+    assert_eq!((eof.ret, eof.tcp_state), (0, Some(TcpState::CloseWait)));
+    assert!(eof.probe.is_some());
+
+    // --probe-all: every call.
+    let (writes, _) = busy_socket(Options {
+        probe_all: true,
+        ..Options::default()
+    });
+    assert!(writes.iter().all(|(_, sc)| sc.probe.is_some()));
 }
 
 #[test]

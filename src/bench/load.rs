@@ -195,7 +195,7 @@ fn spawn_all<T: Send + 'static>(
 
 /// A latency histogram: 64 linear buckets per power of two of nanoseconds (under 1.6% error),
 /// mergeable, fixed size.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Histogram {
     counts: Vec<u64>,
     total: u64,
@@ -340,6 +340,8 @@ pub fn rr(ctx: &Ctx, p: RrParams) -> RrResult {
         conns_served: served,
         errors,
         first_error,
+        rounds: 1,
+        hist,
     }
 }
 
@@ -457,6 +459,8 @@ pub fn crr(ctx: &Ctx, p: CrrParams) -> CrrResult {
         p99_us: hist.quantile_us(0.99),
         errors,
         first_error,
+        rounds: 1,
+        hist,
     }
 }
 

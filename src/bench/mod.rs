@@ -11,7 +11,9 @@
 //!
 //! On a small machine the scheduler decides more than the code: a client and a server on two
 //! CPUs swing tenfold in round-trip rate from run to run. `--pin` puts both on one CPU, where
-//! each transaction's cost is what the CPU spends on it, and ratios are stable.
+//! each transaction's cost is what the CPU spends on it, and ratios are stable. On a shared
+//! machine the CPU itself speeds up and slows down over seconds, so servers compared with each
+//! other run at the same time and take turns: RR and CRR go in `--rounds` slices.
 //!
 //! Read first: tcp(7), the LINUX-FACTS notes on pinning and TIME_WAIT, and Brendan Gregg,
 //! Systems Performance, ch. 12 (benchmarking: "active benchmarking", know what limits it).
@@ -116,7 +118,7 @@ pub enum LogMode {
     /// `--quiet`: no events (the wrappers check one flag and call nix).
     #[default]
     Off,
-    /// Every event as a JSON line to a file (`--log-file`), TCP_INFO probed after each call.
+    /// Every event as a JSON line to a file (`--log-file`), TCP_INFO probed as [`Probe`] says.
     Json,
 }
 
@@ -138,6 +140,67 @@ impl fmt::Display for LogMode {
             LogMode::Off => "off",
             LogMode::Json => "json",
         })
+    }
+}
+
+/// `--log`: the socklab server's logging in a run, or both side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogModes {
+    /// Logging off.
+    #[default]
+    Off,
+    /// Every event as JSON to a file.
+    Json,
+    /// Both, measured in turns, with the json/off ratio.
+    Both,
+}
+
+impl LogModes {
+    /// The servers' logging, in the order they are started.
+    pub fn list(self) -> Vec<LogMode> {
+        match self {
+            LogModes::Off => vec![LogMode::Off],
+            LogModes::Json => vec![LogMode::Json],
+            LogModes::Both => vec![LogMode::Off, LogMode::Json],
+        }
+    }
+}
+
+impl FromStr for LogModes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogModes, String> {
+        match s {
+            "both" => Ok(LogModes::Both),
+            _ => match s.parse::<LogMode>() {
+                Ok(LogMode::Off) => Ok(LogModes::Off),
+                Ok(LogMode::Json) => Ok(LogModes::Json),
+                Err(_) => Err(format!("no log mode '{s}'; try off, json or both")),
+            },
+        }
+    }
+}
+
+/// The TCP_INFO probe of a socklab server that logs (the global `--no-probe`, `--probe-all`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Probe {
+    /// After each call, sampled under load (the default).
+    #[default]
+    Sampled,
+    /// After every call.
+    All,
+    /// None.
+    Off,
+}
+
+impl Probe {
+    /// The flag that asks a socklab server for it, if any.
+    pub fn flag(self) -> Option<&'static str> {
+        match self {
+            Probe::Sampled => None,
+            Probe::All => Some("--probe-all"),
+            Probe::Off => Some("--no-probe"),
+        }
     }
 }
 
@@ -197,7 +260,12 @@ pub struct BenchConfig {
     /// Head-of-line: how long the first client stays silent.
     pub silent: Duration,
     /// The socklab server's logging (`--model` only; `--compare` does both).
-    pub log: LogMode,
+    pub log: LogModes,
+    /// The TCP_INFO probe of socklab's servers when they log.
+    pub probe: Probe,
+    /// Slices of RR and CRR when several servers are measured side by side: each server's
+    /// counted time is cut into this many, and the servers take turns.
+    pub rounds: u32,
     /// CPU pinning.
     pub pin: Pin,
     /// Also measure the C echo server of the same model and print the ratios.
@@ -218,20 +286,28 @@ impl BenchConfig {
             duration: DEFAULT_DURATION,
             mib: DEFAULT_MIB,
             silent: DEFAULT_SILENT,
-            log: LogMode::Off,
+            log: LogModes::Off,
+            rounds: DEFAULT_ROUNDS,
+            probe: Probe::Sampled,
             pin: Pin::Off,
             c_baseline: false,
             progress: false,
         }
     }
 
-    fn warmup(&self) -> Duration {
-        (self.duration / 4).min(Duration::from_millis(250))
+    /// The counted time of one slice of `slices`, and the warmup before it.
+    fn slice(&self, slices: u32) -> (Duration, Duration) {
+        let counted = self.duration / slices.max(1);
+        (counted, (counted / 4).min(Duration::from_millis(250)))
     }
 }
 
 /// Default connections (and CRR workers, and head-of-line clients).
 pub const DEFAULT_CONNS: usize = 4;
+/// Default rounds of RR and CRR for servers measured side by side.
+pub const DEFAULT_ROUNDS: u32 = 4;
+/// Most rounds (each slice has its own warmup and connections).
+pub const MAX_ROUNDS: u32 = 100;
 /// Default request size: 1 byte, where per-call costs show most.
 pub const DEFAULT_SIZE: usize = 1;
 /// Largest request size (a request must fit the socket buffers while it is written before
@@ -288,6 +364,10 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, Error> {
         ratios: Vec::new(),
         notes: Vec::new(),
     };
+    if let Some(flag) = cfg.probe.flag() {
+        rep.notes
+            .push(format!("socklab's servers that log ran with {flag}"));
+    }
     let res = bench(cfg, &pin, &mut rep);
     pin.restore();
     res.map(|()| rep)
@@ -304,28 +384,27 @@ fn bench(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report) -> Result<(), Error
             }
             load::probe(*addr).map_err(|e| Error::sys("connect", addr, e))?;
             pin.pin_load()?;
-            rep.runs.push(measure(cfg, None, *addr, addr.to_string())?);
+            let label = addr.to_string();
+            let mut run = Run::new(label.clone(), *addr);
+            for w in cfg.workloads.list() {
+                measure(cfg, 1, None, *addr, &label, w, &mut run)?;
+            }
+            rep.runs.push(run);
         }
         Subject::Model(m) => {
-            let mut c_run = None;
+            let mut kinds = Vec::new();
             if cfg.c_baseline {
-                let exe = c_exe(cfg)?;
-                c_run = Some(measure_kind(cfg, pin, &Kind::C { model: *m, exe })?);
-            }
-            let own = measure_kind(
-                cfg,
-                pin,
-                &Kind::Socklab {
+                kinds.push(Kind::C {
                     model: *m,
-                    log: cfg.log,
-                },
-            )?;
-            if let Some(c) = c_run {
-                rep.ratios
-                    .extend(report::ratios("socklab/C", m.name(), &own, &c));
-                rep.runs.push(c);
+                    exe: c_exe(cfg)?,
+                });
             }
-            rep.runs.push(own);
+            for log in cfg.log.list() {
+                kinds.push(Kind::Socklab { model: *m, log });
+            }
+            let runs = measure_together(cfg, pin, &kinds)?;
+            add_ratios(rep, *m, &kinds, &runs);
+            rep.runs.extend(runs);
         }
         Subject::Compare => compare(cfg, pin, rep)?,
     }
@@ -336,9 +415,46 @@ fn c_exe(cfg: &BenchConfig) -> Result<PathBuf, Error> {
     server::build_c_baseline(&server::c_baseline_dir(&cfg.socklab)).map_err(Error::Other)
 }
 
-/// Every model, one after another: the C baseline, socklab logging off, socklab logging JSON
-/// to a file (adjacent in time, so a load change on a shared machine touches all three
-/// alike); then RR under strace -f.
+/// The ratios between runs of one model: socklab (logging off, else the first) over C, JSON
+/// logging over off, strace over off.
+fn add_ratios(rep: &mut Report, m: Model, kinds: &[Kind], runs: &[Run]) {
+    let find = |want: &dyn Fn(&Kind) -> bool| kinds.iter().position(want).map(|i| &runs[i]);
+    let c = find(&|k| matches!(k, Kind::C { .. }));
+    let off = find(&|k| {
+        matches!(
+            k,
+            Kind::Socklab {
+                log: LogMode::Off,
+                ..
+            }
+        )
+    });
+    let json = find(&|k| {
+        matches!(
+            k,
+            Kind::Socklab {
+                log: LogMode::Json,
+                ..
+            }
+        )
+    });
+    let traced = find(&|k| matches!(k, Kind::Strace { .. }));
+    let name = m.name();
+    if let (Some(own), Some(c)) = (off.or(json), c) {
+        rep.ratios.extend(report::ratios("socklab/C", name, own, c));
+    }
+    if let (Some(json), Some(off)) = (json, off) {
+        rep.ratios
+            .extend(report::ratios("json/off", name, json, off));
+    }
+    if let (Some(t), Some(off)) = (traced, off) {
+        rep.ratios
+            .extend(report::ratios("strace/off", name, t, off));
+    }
+}
+
+/// Every model in turn; for each, side by side ([`measure_together`]): the C baseline,
+/// socklab logging off, socklab logging JSON to a file, and socklab under strace -f (RR).
 fn compare(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report) -> Result<(), Error> {
     let c = match c_exe(cfg) {
         Ok(exe) => Some(exe),
@@ -353,82 +469,86 @@ fn compare(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report) -> Result<(), Err
             .push("no strace in PATH: its cost is not measured (apt-get install strace)".into());
     }
     for m in Model::ALL {
-        let c_run = match &c {
-            Some(exe) => Some(measure_kind(
-                cfg,
-                pin,
-                &Kind::C {
-                    model: m,
-                    exe: exe.clone(),
-                },
-            )?),
-            None => None,
-        };
-        let off = measure_kind(
-            cfg,
-            pin,
-            &Kind::Socklab {
+        let mut kinds = Vec::new();
+        if let Some(exe) = &c {
+            kinds.push(Kind::C {
                 model: m,
-                log: LogMode::Off,
-            },
-        )?;
-        let json = measure_kind(
-            cfg,
-            pin,
-            &Kind::Socklab {
+                exe: exe.clone(),
+            });
+        }
+        for log in [LogMode::Off, LogMode::Json] {
+            kinds.push(Kind::Socklab { model: m, log });
+        }
+        if let Some(st) = &strace
+            && cfg.workloads.list().contains(&Workload::Rr)
+        {
+            kinds.push(Kind::Strace {
                 model: m,
-                log: LogMode::Json,
-            },
-        )?;
-        if let Some(c_run) = &c_run {
-            rep.ratios
-                .extend(report::ratios("socklab/C", m.name(), &off, c_run));
+                strace: st.clone(),
+            });
         }
-        rep.ratios
-            .extend(report::ratios("json/off", m.name(), &json, &off));
-        let traced = match (&strace, cfg.workloads.list().contains(&Workload::Rr)) {
-            (Some(st), true) => {
-                let only_rr = BenchConfig {
-                    workloads: Workloads::One(Workload::Rr),
-                    ..cfg.clone()
-                };
-                Some(measure_kind(
-                    &only_rr,
-                    pin,
-                    &Kind::Strace {
-                        model: m,
-                        strace: st.clone(),
-                    },
-                )?)
-            }
-            _ => None,
-        };
-        if let Some(t) = &traced {
-            rep.ratios
-                .extend(report::ratios("strace/off", m.name(), t, &off));
-        }
-        rep.runs.extend(c_run);
-        rep.runs.push(off);
-        rep.runs.push(json);
-        rep.runs.extend(traced);
+        let runs = measure_together(cfg, pin, &kinds)?;
+        add_ratios(rep, m, &kinds, &runs);
+        rep.runs.extend(runs);
     }
     Ok(())
 }
 
-/// Starts `kind`, measures it, stops it.
-fn measure_kind(cfg: &BenchConfig, pin: &Pinning, kind: &Kind) -> Result<Run, Error> {
-    let mut srv = Spawned::start(&cfg.socklab, kind, pin)?;
-    let addr = srv.addr;
-    let mut run = measure(cfg, Some(&mut srv), addr, kind.label());
-    let left = srv.stop();
-    if let Ok(r) = run.as_mut() {
-        r.server = kind.server().into();
-        r.model = Some(kind.model().name().into());
-        r.log = kind.log().to_string();
-        r.logged_events = left.events;
-        r.logged_bytes = left.bytes;
+/// Starts every server of `kinds` at once and measures them side by side. RR and CRR go in
+/// [`BenchConfig::rounds`] slices, the servers taking turns (a different one first in each
+/// round): a change in the machine's load while they run falls on all of them alike, where
+/// one server after another would each meet a different machine. Bulk and head-of-line run
+/// once per server. The servers are stopped whatever happens.
+fn measure_together(cfg: &BenchConfig, pin: &Pinning, kinds: &[Kind]) -> Result<Vec<Run>, Error> {
+    let mut servers = Vec::with_capacity(kinds.len());
+    for k in kinds {
+        // One that fails to start stops (drops) those started before it.
+        servers.push(Spawned::start(&cfg.socklab, k, cfg.probe, pin)?);
     }
-    run
+    let mut runs: Vec<Run> = kinds
+        .iter()
+        .zip(&servers)
+        .map(|(k, s)| Run::new(k.label(), s.addr))
+        .collect();
+    let n = kinds.len();
+    let rounds = if n > 1 { cfg.rounds.max(1) } else { 1 };
+    for w in cfg.workloads.list() {
+        let slices = match w {
+            Workload::Rr | Workload::Crr => rounds,
+            Workload::Bulk | Workload::Hol => 1,
+        };
+        for r in 0..slices as usize {
+            for j in 0..n {
+                let i = (j + r) % n;
+                if !kinds[i].measures(w) {
+                    continue;
+                }
+                let label = match slices {
+                    1 => kinds[i].label(),
+                    _ => format!("{} {}/{slices}", kinds[i].label(), r + 1),
+                };
+                let addr = servers[i].addr;
+                measure(
+                    cfg,
+                    slices,
+                    Some(&mut servers[i]),
+                    addr,
+                    &label,
+                    w,
+                    &mut runs[i],
+                )?;
+            }
+        }
+    }
+    for ((run, srv), kind) in runs.iter_mut().zip(servers).zip(kinds) {
+        let left = srv.stop();
+        run.server = kind.server().into();
+        run.model = Some(kind.model().name().into());
+        run.log = kind.log().to_string();
+        run.logged_events = left.events;
+        run.logged_bytes = left.bytes;
+    }
+    Ok(runs)
 }
 
 fn bar(cfg: &BenchConfig, label: &str, w: Workload, len: u64) -> ProgressBar {
@@ -436,88 +556,77 @@ fn bar(cfg: &BenchConfig, label: &str, w: Workload, len: u64) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let b = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix:>16} {wide_bar} {msg}")
+    let style = ProgressStyle::with_template("{prefix:>20} {wide_bar} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     b.set_style(style);
     b.set_prefix(format!("{label} {}", w.name()));
     b
 }
 
-/// Runs each workload against `addr`, ticking the progress bar and watching the server and
+/// Runs workload `w` against `run`'s address (RR and CRR: one of `slices` slices, added to
+/// what earlier slices measured), ticking the progress bar and watching the server and
 /// Ctrl-C from this thread while the load runs on others.
 fn measure(
     cfg: &BenchConfig,
-    mut srv: Option<&mut Spawned>,
+    slices: u32,
+    srv: Option<&mut Spawned>,
     addr: SocketAddr,
-    label: String,
-) -> Result<Run, Error> {
-    let mut run = Run {
-        label: label.clone(),
-        server: "target".into(),
-        model: None,
-        log: "off".into(),
-        addr: addr.to_string(),
-        rr: None,
-        crr: None,
-        bulk: None,
-        hol: None,
-        logged_events: None,
-        logged_bytes: None,
-    };
-    let shown = label.as_str();
-    for w in cfg.workloads.list() {
-        let ctx = Ctx::new(addr);
-        let timed = cfg.warmup() + cfg.duration;
-        match w {
-            Workload::Rr => {
-                let p = RrParams {
-                    conns: cfg.conns,
-                    size: cfg.size,
-                    warmup: cfg.warmup(),
-                    duration: cfg.duration,
-                };
-                let b = bar(cfg, shown, w, timed.as_millis() as u64);
-                run.rr = Some(drive(&ctx, &b, srv.as_deref_mut(), "tx", || {
-                    load::rr(&ctx, p)
-                })?);
-            }
-            Workload::Crr => {
-                let p = CrrParams {
-                    workers: cfg.conns,
-                    size: cfg.size,
-                    warmup: cfg.warmup(),
-                    duration: cfg.duration,
-                };
-                let b = bar(cfg, shown, w, timed.as_millis() as u64);
-                run.crr = Some(drive(&ctx, &b, srv.as_deref_mut(), "conns", || {
-                    load::crr(&ctx, p)
-                })?);
-            }
-            Workload::Bulk => {
-                let p = BulkParams {
-                    conns: cfg.conns,
-                    bytes: cfg.mib << 20,
-                    limit: BULK_LIMIT + BULK_PER_MIB * (cfg.mib as u32) * (cfg.conns as u32),
-                };
-                let b = bar(cfg, shown, w, (cfg.mib << 20) * cfg.conns as u64);
-                run.bulk = Some(drive(&ctx, &b, srv.as_deref_mut(), "", || {
-                    load::bulk(&ctx, p)
-                })?);
-            }
-            Workload::Hol => {
-                let p = HolParams {
-                    silent: cfg.silent,
-                    others: cfg.conns,
-                    size: cfg.size,
-                };
-                let b = bar(cfg, shown, w, cfg.silent.as_millis() as u64);
-                run.hol = Some(drive(&ctx, &b, srv.as_deref_mut(), "answered", || {
-                    load::hol(&ctx, p)
-                })?);
+    label: &str,
+    w: Workload,
+    run: &mut Run,
+) -> Result<(), Error> {
+    let ctx = Ctx::new(addr);
+    let (duration, warmup) = cfg.slice(slices);
+    let timed = (warmup + duration).as_millis() as u64;
+    match w {
+        Workload::Rr => {
+            let p = RrParams {
+                conns: cfg.conns,
+                size: cfg.size,
+                warmup,
+                duration,
+            };
+            let b = bar(cfg, label, w, timed);
+            let got = drive(&ctx, &b, srv, "tx", || load::rr(&ctx, p))?;
+            match run.rr.as_mut() {
+                Some(rr) => rr.absorb(got),
+                None => run.rr = Some(got),
             }
         }
+        Workload::Crr => {
+            let p = CrrParams {
+                workers: cfg.conns,
+                size: cfg.size,
+                warmup,
+                duration,
+            };
+            let b = bar(cfg, label, w, timed);
+            let got = drive(&ctx, &b, srv, "conns", || load::crr(&ctx, p))?;
+            match run.crr.as_mut() {
+                Some(crr) => crr.absorb(got),
+                None => run.crr = Some(got),
+            }
+        }
+        Workload::Bulk => {
+            let p = BulkParams {
+                conns: cfg.conns,
+                bytes: cfg.mib << 20,
+                limit: BULK_LIMIT + BULK_PER_MIB * (cfg.mib as u32) * (cfg.conns as u32),
+            };
+            let b = bar(cfg, label, w, (cfg.mib << 20) * cfg.conns as u64);
+            run.bulk = Some(drive(&ctx, &b, srv, "", || load::bulk(&ctx, p))?);
+        }
+        Workload::Hol => {
+            let p = HolParams {
+                silent: cfg.silent,
+                others: cfg.conns,
+                size: cfg.size,
+            };
+            let b = bar(cfg, label, w, cfg.silent.as_millis() as u64);
+            run.hol = Some(drive(&ctx, &b, srv, "answered", || load::hol(&ctx, p))?);
+        }
     }
-    Ok(run)
+    Ok(())
 }
 
 /// Runs `work` on a thread of its own while this one ticks the bar every 50 ms, stops the

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::load::Histogram;
+
 /// RR: request/response on long-lived connections.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RrResult {
@@ -30,6 +32,31 @@ pub struct RrResult {
     pub errors: u64,
     /// The first failure, if any.
     pub first_error: Option<String>,
+    /// Slices it was measured in, taking turns with the servers beside it (1: in one go).
+    pub rounds: u32,
+    /// The transaction times behind p50 and p99, to add up slices.
+    #[serde(skip)]
+    pub hist: Histogram,
+}
+
+impl RrResult {
+    /// Adds a later slice of the same load.
+    pub fn absorb(&mut self, s: RrResult) {
+        self.secs += s.secs;
+        self.transactions += s.transactions;
+        self.tps = per_sec(self.transactions, self.secs);
+        self.hist.merge(&s.hist);
+        self.p50_us = self.hist.quantile_us(0.50);
+        self.p99_us = self.hist.quantile_us(0.99);
+        self.conns_served = self.conns_served.max(s.conns_served);
+        self.errors += s.errors;
+        self.first_error = self.first_error.take().or(s.first_error);
+        self.rounds += s.rounds;
+    }
+}
+
+fn per_sec(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }
 
 /// CRR: connect, request, response, close.
@@ -53,6 +80,26 @@ pub struct CrrResult {
     pub errors: u64,
     /// The first failure, if any.
     pub first_error: Option<String>,
+    /// Slices it was measured in, taking turns with the servers beside it (1: in one go).
+    pub rounds: u32,
+    /// The connection times behind p50 and p99, to add up slices.
+    #[serde(skip)]
+    pub hist: Histogram,
+}
+
+impl CrrResult {
+    /// Adds a later slice of the same load.
+    pub fn absorb(&mut self, s: CrrResult) {
+        self.secs += s.secs;
+        self.connections += s.connections;
+        self.cps = per_sec(self.connections, self.secs);
+        self.hist.merge(&s.hist);
+        self.p50_us = self.hist.quantile_us(0.50);
+        self.p99_us = self.hist.quantile_us(0.99);
+        self.errors += s.errors;
+        self.first_error = self.first_error.take().or(s.first_error);
+        self.rounds += s.rounds;
+    }
 }
 
 /// Bulk: many MiB through each connection, verified.
@@ -187,6 +234,24 @@ pub struct Report {
 }
 
 impl Run {
+    /// A run of the server at `addr` with nothing measured yet (an outside server until told
+    /// otherwise).
+    pub fn new(label: String, addr: std::net::SocketAddr) -> Run {
+        Run {
+            label,
+            server: "target".into(),
+            model: None,
+            log: "off".into(),
+            addr: addr.to_string(),
+            rr: None,
+            crr: None,
+            bulk: None,
+            hol: None,
+            logged_events: None,
+            logged_bytes: None,
+        }
+    }
+
     /// The run's number for `workload` that ratios compare: tx/s, conns/s, MiB/s.
     pub fn headline(&self, workload: &str) -> Option<f64> {
         match workload {
@@ -268,6 +333,15 @@ fn columns(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// How a sliced load was measured, for its table's header.
+fn in_turns(rounds: u32) -> String {
+    if rounds > 1 {
+        format!(" each, in {rounds} rounds (the servers in turn)")
+    } else {
+        String::new()
+    }
+}
+
 /// The report as tables for a terminal.
 pub fn table(rep: &Report) -> String {
     let mut out = String::new();
@@ -284,10 +358,11 @@ pub fn table(rep: &Report) -> String {
     if let Some(r0) = runs.iter().find_map(|r| r.rr.as_ref()) {
         let _ = writeln!(
             out,
-            "\nRR: {} connections, {} B request/response, {} s",
+            "\nRR: {} connections, {} B request/response, {} s{}",
             r0.conns,
             r0.size,
-            num(r0.secs)
+            num(r0.secs),
+            in_turns(r0.rounds)
         );
         let mut rows = vec![vec![
             "server".into(),
@@ -312,10 +387,11 @@ pub fn table(rep: &Report) -> String {
     if let Some(c0) = runs.iter().find_map(|r| r.crr.as_ref()) {
         let _ = writeln!(
             out,
-            "\nCRR: {} workers, connect + {} B request/response + close, {} s",
+            "\nCRR: {} workers, connect + {} B request/response + close, {} s{}",
             c0.workers,
             c0.size,
-            num(c0.secs)
+            num(c0.secs),
+            in_turns(c0.rounds)
         );
         let mut rows = vec![vec![
             "server".into(),
@@ -461,6 +537,50 @@ mod tests {
         assert_eq!(w.p50_ms, Some(3.0));
         assert_eq!(w.max_ms, Some(200.0));
         assert_eq!(Waits::of(&[]).p50_ms, None);
+    }
+
+    fn slice(transactions: u64, secs: f64, each: Duration, first_error: Option<&str>) -> RrResult {
+        let mut hist = Histogram::default();
+        for _ in 0..transactions {
+            hist.record(each);
+        }
+        RrResult {
+            conns: 4,
+            size: 1,
+            secs,
+            transactions,
+            tps: transactions as f64 / secs,
+            p50_us: hist.quantile_us(0.5),
+            p99_us: hist.quantile_us(0.99),
+            conns_served: 4,
+            errors: u64::from(first_error.is_some()),
+            first_error: first_error.map(String::from),
+            rounds: 1,
+            hist,
+        }
+    }
+
+    #[test]
+    fn slices_add_up_to_one_result() {
+        // 90 fast transactions in 1 s, then 10 slow ones in 1 s: 50 per second, and the p99
+        // comes from the slow slice.
+        let mut r = slice(90, 1.0, Duration::from_micros(10), None);
+        r.absorb(slice(10, 1.0, Duration::from_micros(1000), Some("reset")));
+        assert_eq!(
+            (r.transactions, r.secs, r.rounds, r.errors),
+            (100, 2.0, 2, 1)
+        );
+        assert_eq!(r.tps, 50.0);
+        assert!((9.0..11.0).contains(&r.p50_us.unwrap()), "{:?}", r.p50_us);
+        assert!(
+            (980.0..1020.0).contains(&r.p99_us.unwrap()),
+            "{:?}",
+            r.p99_us
+        );
+        assert_eq!(r.first_error.as_deref(), Some("reset"));
+        // Serialized without its histogram.
+        let v = serde_json::to_value(&r).unwrap();
+        assert!(v.get("hist").is_none() && v["rounds"] == 2);
     }
 
     #[test]

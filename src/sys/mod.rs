@@ -69,6 +69,8 @@ struct Call {
     probe: bool,
     /// TCP_INFO the call itself returned (the program's own look), if any.
     known: Option<ffi::TcpInfoRaw>,
+    /// A read or write: its probe is sampled under load ([`record::SAMPLE_AFTER`]).
+    data: bool,
 }
 
 impl Call {
@@ -87,6 +89,13 @@ impl Call {
         Self::begin_with(name, fd, false)
     }
 
+    /// For reads and writes, whose probe is sampled under load.
+    #[inline]
+    fn begin_data(name: &'static str, fd: RawFd) -> Result<Option<Call>> {
+        let call = Self::begin_with(name, Some(fd), true)?;
+        Ok(call.map(|c| Call { data: true, ..c }))
+    }
+
     #[inline]
     fn begin_with(name: &'static str, fd: Option<RawFd>, probe: bool) -> Result<Option<Call>> {
         if !record::enabled() {
@@ -100,6 +109,7 @@ impl Call {
             start: record::now_ns(),
             probe,
             known: None,
+            data: false,
         }))
     }
 
@@ -127,8 +137,13 @@ impl Call {
             };
             i.refresh_texts();
             let after = i.clone();
-            let probing = self.probe && i.transport == Transport::Tcp && record::probing();
+            let moved_data = self.data && ret > 0;
+            let probing = self.probe
+                && i.transport == Transport::Tcp
+                && record::probing()
+                && !(moved_data && i.may_skip_probe(end));
             let look = if probing {
+                i.probed(end);
                 ffi::tcp_info(fd).ok()
             } else {
                 self.known
@@ -326,7 +341,7 @@ pub fn connect(fd: &impl AsFd, addr: SocketAddr) -> Result<()> {
 #[doc = man!("read")]
 pub fn read(fd: &impl AsFd, buf: &mut [u8]) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin("read", Some(raw_fd))?;
+    let call = Call::begin_data("read", raw_fd)?;
     let res = nix::unistd::read(fd, buf);
     if let Some(call) = call {
         let got = res.as_ref().map_or(&buf[..0], |&n| &buf[..n]);
@@ -345,7 +360,7 @@ pub fn read(fd: &impl AsFd, buf: &mut [u8]) -> Result<usize> {
 #[doc = man!("write")]
 pub fn write(fd: &impl AsFd, buf: &[u8]) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin("write", Some(raw_fd))?;
+    let call = Call::begin_data("write", raw_fd)?;
     let res = nix::unistd::write(fd, buf);
     if let Some(call) = call {
         call.end(
@@ -363,7 +378,7 @@ pub fn write(fd: &impl AsFd, buf: &[u8]) -> Result<usize> {
 #[doc = man!("recv")]
 pub fn recv(fd: &impl AsFd, buf: &mut [u8], flags: Msg) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin("recvfrom", Some(raw_fd))?;
+    let call = Call::begin_data("recvfrom", raw_fd)?;
     let res = nsock::recv(raw_fd, buf, flags);
     if let Some(call) = call {
         let got = res.as_ref().map_or(&buf[..0], |&n| &buf[..n]);
@@ -385,7 +400,7 @@ pub fn recv(fd: &impl AsFd, buf: &mut [u8], flags: Msg) -> Result<usize> {
 #[doc = man!("recvfrom")]
 pub fn recvfrom(fd: &impl AsFd, buf: &mut [u8]) -> Result<(usize, Option<SocketAddr>)> {
     let raw_fd = raw(fd);
-    let call = Call::begin("recvfrom", Some(raw_fd))?;
+    let call = Call::begin_data("recvfrom", raw_fd)?;
     let res = nsock::recvfrom::<SockaddrStorage>(raw_fd, buf)
         .map(|(n, a)| (n, a.as_ref().and_then(ffi::to_std)));
     if let Some(call) = call {
@@ -409,7 +424,7 @@ pub fn recvfrom(fd: &impl AsFd, buf: &mut [u8]) -> Result<(usize, Option<SocketA
 #[doc = man!("send")]
 pub fn send(fd: &impl AsFd, buf: &[u8], flags: Msg) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin("sendto", Some(raw_fd))?;
+    let call = Call::begin_data("sendto", raw_fd)?;
     let res = nsock::send(raw_fd, buf, flags);
     if let Some(call) = call {
         call.end(
@@ -429,7 +444,7 @@ pub fn send(fd: &impl AsFd, buf: &[u8], flags: Msg) -> Result<usize> {
 #[doc = man!("sendto")]
 pub fn sendto(fd: &impl AsFd, buf: &[u8], addr: SocketAddr) -> Result<usize> {
     let raw_fd = raw(fd);
-    let call = Call::begin("sendto", Some(raw_fd))?;
+    let call = Call::begin_data("sendto", raw_fd)?;
     let res = nsock::sendto(raw_fd, buf, &SockaddrStorage::from(addr), MsgFlags::empty());
     if let Some(call) = call {
         call.end(
