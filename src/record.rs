@@ -326,6 +326,8 @@ pub const SAMPLE_EVERY_NS: u64 = 1_000_000;
 struct Sampling {
     data_calls: u32,
     last_probe_ns: u64,
+    /// A probe was skipped (and the note that says so given).
+    skipped: bool,
 }
 
 /// An address and its `ip:port` text.
@@ -380,6 +382,11 @@ impl FdInfo {
             && !PROBE_ALL.load(Ordering::Relaxed)
             && self.last_state == Some(crate::tcp_state::TcpState::Established)
             && now.saturating_sub(s.last_probe_ns) < SAMPLE_EVERY_NS
+    }
+
+    /// True the first time a probe on this descriptor is skipped.
+    pub(crate) fn first_skip(&mut self) -> bool {
+        !std::mem::replace(&mut self.sampling.skipped, true)
     }
 
     /// Notes a probe at `now` (ns).

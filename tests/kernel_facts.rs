@@ -292,8 +292,9 @@ fn one_event_per_call_with_the_kernels_answer() {
     assert_eq!(refused.tcp_state, Some(TcpState::Close));
 }
 
-/// 300 one-byte writes back to back, then EOF: the write events, and the read of 0.
-fn busy_socket(opts: Options) -> (Vec<(Event, Syscall)>, Syscall) {
+/// 300 one-byte writes back to back, then EOF: the write events, the read of 0, and the keys
+/// of the notes.
+fn busy_socket(opts: Options) -> (Vec<(Event, Syscall)>, Syscall, Vec<String>) {
     let log = Logged::with(opts);
     let (l, addr) = listener(1);
     let c = connected(addr);
@@ -308,6 +309,15 @@ fn busy_socket(opts: Options) -> (Vec<(Event, Syscall)>, Syscall) {
         got += n;
     }
     assert_eq!(got, 300);
+    let notes = log
+        .events
+        .events()
+        .iter()
+        .filter_map(|e| match &e.body {
+            socklab::event::Body::Note(n) => Some(n.key.clone()),
+            _ => None,
+        })
+        .collect();
     let calls = log.take_calls();
     let eof = calls
         .iter()
@@ -319,12 +329,12 @@ fn busy_socket(opts: Options) -> (Vec<(Event, Syscall)>, Syscall) {
         .into_iter()
         .filter(|(_, sc)| sc.name == "write")
         .collect();
-    (writes, eof)
+    (writes, eof, notes)
 }
 
 #[test]
 fn a_busy_socket_is_probed_by_sampling_and_its_end_always() {
-    let (writes, eof) = busy_socket(Options::default());
+    let (writes, eof, notes) = busy_socket(Options::default());
     assert_eq!(writes.len(), 300);
     let first = record::SAMPLE_AFTER as usize;
     for (_, sc) in &writes[..first] {
@@ -350,16 +360,20 @@ fn a_busy_socket_is_probed_by_sampling_and_its_end_always() {
     }
     // 200 one-byte writes do not each take a millisecond.
     assert!(skipped > 0);
+    // Said once, when the first probe was skipped.
+    let said = notes.iter().filter(|k| *k == "probe.sampled").count();
+    assert_eq!(said, 1, "{notes:?}");
     // The end of the stream is always probed: the read of 0 sees CLOSE_WAIT.
     assert_eq!((eof.ret, eof.tcp_state), (0, Some(TcpState::CloseWait)));
     assert!(eof.probe.is_some());
 
     // --probe-all: every call.
-    let (writes, _) = busy_socket(Options {
+    let (writes, _, notes) = busy_socket(Options {
         probe_all: true,
         ..Options::default()
     });
     assert!(writes.iter().all(|(_, sc)| sc.probe.is_some()));
+    assert!(!notes.iter().any(|k| k == "probe.sampled"));
 }
 
 #[test]

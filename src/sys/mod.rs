@@ -129,19 +129,18 @@ impl Call {
         };
         // One lock of the table per event: the update, the probe (a TCP socket still open) and
         // the state it read.
-        let (before, info, look, probe) = record::with_fds(|t| {
+        let (before, info, look, probe, sampling_began) = record::with_fds(|t| {
             let before = fd.and_then(|fd| t.get(fd).cloned());
             update(t);
             let Some((fd, i)) = fd.and_then(|fd| Some((fd, t.get_mut(fd)?))) else {
-                return (before, None, self.known, None);
+                return (before, None, self.known, None, false);
             };
             i.refresh_texts();
             let after = i.clone();
-            let moved_data = self.data && ret > 0;
-            let probing = self.probe
-                && i.transport == Transport::Tcp
-                && record::probing()
-                && !(moved_data && i.may_skip_probe(end));
+            let may_probe = self.probe && i.transport == Transport::Tcp && record::probing();
+            let skipped = may_probe && self.data && ret > 0 && i.may_skip_probe(end);
+            let probing = may_probe && !skipped;
+            let sampling_began = skipped && i.first_skip();
             let look = if probing {
                 i.probed(end);
                 ffi::tcp_info(fd).ok()
@@ -152,7 +151,7 @@ impl Call {
                 i.last_state = Some(st);
             }
             let probe = probing.then_some(Cow::Borrowed("getsockopt(TCP_INFO)"));
-            (before, Some(after), look, probe)
+            (before, Some(after), look, probe, sampling_began)
         });
         let tcp_state = look.and_then(|ti| TcpState::from_linux(ti.state));
         let queue = look
@@ -176,10 +175,17 @@ impl Call {
             queue,
             probe,
         });
-        let notes = match (&body, record::narrating()) {
+        let mut notes = match (&body, record::narrating()) {
             (Body::Syscall(sc), true) => notes::narrate_syscall(sc, before.as_ref(), info.as_ref()),
             _ => Vec::new(),
         };
+        if sampling_began
+            && record::narrating()
+            && let Some(fd) = fd
+        {
+            // Why the states stop appearing on this descriptor's lines.
+            notes.push(notes::note("probe.sampled", &[("fd", fd.to_string())]));
+        }
         // Stamped when the call returned: a read shows up after the write that fed it.
         record::emit_with_notes(record::event_now(end, body), notes);
     }
