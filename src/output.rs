@@ -112,7 +112,8 @@ impl Prepared {
         notes::fill(&mut line, head, args).ok()?;
         let at = line.len;
         notes::fill(&mut line, tail, args).ok()?;
-        Some(Prepared { key, line, gap: at })
+        // Room for any u64 (20 digits) and the newline: `say` then always fits.
+        (line.len + 21 <= LineBuf::CAP).then_some(Prepared { key, line, gap: at })
     }
 
     /// The message key.
@@ -127,7 +128,7 @@ impl Prepared {
         }
     }
 
-    /// The line with `n` in its gap and a newline; `None` if it does not fit.
+    /// The line with `n` in its gap and a newline (`new` left room for it).
     fn with(&self, n: u64) -> Option<LineBuf> {
         let mut num = itoa::Buffer::new();
         let num = num.format(n).as_bytes();
@@ -219,7 +220,12 @@ mod tests {
             ) + "\n";
             assert_eq!(std::str::from_utf8(got.bytes()).unwrap(), want);
         }
+        let widest = Prepared::new("app.echoed", &[("peer", &peer)], "n").unwrap();
+        assert!(widest.with(u64::MAX).is_some());
         // No such placeholder: nothing to prepare.
         assert!(Prepared::new("app.echoed", &[("peer", &peer)], "secs").is_none());
+        // Too long to leave room for the number: not prepared (the caller formats it later).
+        let long = "x".repeat(LineBuf::CAP - 40);
+        assert!(Prepared::new("app.echoed", &[("peer", &long)], "n").is_none());
     }
 }
