@@ -669,7 +669,7 @@ fn drive<T: Send>(
     bar.finish_and_clear();
     if ffi::interrupted() {
         return Err(Error::Other(
-            "interrupted (Ctrl-C): the load and the server under test were stopped".into(),
+            "interrupted (Ctrl-C): the load and the servers under test were stopped".into(),
         ));
     }
     if let Some(e) = died {
