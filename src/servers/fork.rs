@@ -105,8 +105,8 @@ pub fn run(cfg: &ServerConfig) -> Result<ServeStats, Error> {
 /// (its read buffer is the parent's, its messages are formatted on the stack) and exits
 /// through `_exit(2)`, not `exit(3)`, once its log is flushed: exit(3) would run the C
 /// library's and the loader's exit handlers, touching pages a fork child otherwise never
-/// needs. Its messages need no flush: `say` writes whole lines, which stdout's LineWriter
-/// writes out at once.
+/// needs. Its messages need no flush: `say` writes each line straight to stdout's
+/// descriptor.
 fn serve_in_child(listener: OwnedFd, conn: OwnedFd, mut session: Session, cfg: &ServerConfig) -> ! {
     // The child does not accept: its copy of the listener would only keep the port open.
     let _ = sys::close(listener);
