@@ -89,7 +89,6 @@ fn write_line(mut bytes: &[u8]) {
 /// copies bytes and converts one integer.
 #[derive(Debug)]
 pub struct Prepared {
-    key: &'static str,
     line: LineBuf,
     /// Where the number goes in `line`.
     gap: usize,
@@ -99,11 +98,7 @@ impl Prepared {
     /// The message `key` with `args` filled in and its placeholder `{gap}` left open; `None`
     /// in JSON mode (where the message is also a note in the event stream) or when the
     /// message has no `{gap}` or does not fit.
-    pub fn new(
-        key: &'static str,
-        args: &[(&str, &dyn fmt::Display)],
-        gap: &str,
-    ) -> Option<Prepared> {
+    pub fn new(key: &str, args: &[(&str, &dyn fmt::Display)], gap: &str) -> Option<Prepared> {
         if json() {
             return None;
         }
@@ -113,12 +108,7 @@ impl Prepared {
         let at = line.len;
         notes::fill(&mut line, tail, args).ok()?;
         // Room for any u64 (20 digits) and the newline: `say` then always fits.
-        (line.len + 21 <= LineBuf::CAP).then_some(Prepared { key, line, gap: at })
-    }
-
-    /// The message key.
-    pub fn key(&self) -> &'static str {
-        self.key
+        (line.len + 21 <= LineBuf::CAP).then_some(Prepared { line, gap: at })
     }
 
     /// Prints the line with `n` in its gap (one `write(2)` to stdout).

@@ -123,7 +123,6 @@ impl Session {
     /// Says `app.echoed` with `line`, prepared before a fork with the peer filled in, so that
     /// the child that ends here formats nothing ([`Prepared`]).
     pub fn with_echoed_line(mut self, line: Option<Prepared>) -> Session {
-        debug_assert!(line.as_ref().is_none_or(|l| l.key() == "app.echoed"));
         self.echoed_line = line;
         self
     }
