@@ -13,7 +13,7 @@ help:
 	@echo "make trace     the demo under strace -f, beside the lab's own events"
 	@echo "               (make trace EXAMPLE=05_accept for one example)"
 	@echo "make examples  run the examples 01..08 one after another"
-	@echo "make lint      clippy (warnings are errors) and rustfmt --check"
+	@echo "make lint      clippy (warnings are errors), rustfmt --check, cargo doc (warnings are errors)"
 	@echo "make bench     benchmarks"
 
 build:
@@ -35,6 +35,7 @@ examples: build
 lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) fmt --check
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 fmt:
 	$(CARGO) fmt

@@ -13,8 +13,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 
 use criterion::{Bencher, Criterion, criterion_group, criterion_main};
-use socklab::record::{self, Options};
-use socklab::render::json::JsonLines;
+use socklab::event::record::{self, Options};
+use socklab::render::live::json::JsonLines;
 use socklab::sys::{self, Domain, Flags, Type};
 
 /// A connected pair (client, accepted server side) on loopback.

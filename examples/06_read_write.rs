@@ -41,7 +41,7 @@ fn main() -> common::Result {
     common::say("");
     common::say(&common::t("06.answers", &[]));
     let reply = got.to_ascii_uppercase();
-    socklab::servers::write_all(&conn, &reply)?;
+    socklab::programs::servers::write_all(&conn, &reply)?;
     common::act_as(Role::Client);
     let mut small = [0u8; 5];
     let mut back = 0;

@@ -41,7 +41,7 @@ fn main() -> common::Result {
 
     common::say("");
     common::say(&common::t("07.half_closed", &[]));
-    socklab::servers::write_all(&conn, b"last words\n")?;
+    socklab::programs::servers::write_all(&conn, b"last words\n")?;
     common::act_as(Role::Client);
     sys::read(&client, &mut buf)?;
     let half_closed = common::look(&client)?;

@@ -1,7 +1,7 @@
 #!/bin/sh
 # make trace [EXAMPLE=05_accept]: the demo (or one example) under strace -f, each event the
 # lab logged beside the line strace printed for the same system call. The pairing itself is
-# in src/trace.rs (`socklab trace`), shared with tests/strace.rs.
+# in src/trace/ (`socklab trace`), shared with tests/strace.rs.
 set -eu
 cd "$(dirname "$0")/.."
 

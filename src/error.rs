@@ -4,7 +4,7 @@ use std::fmt;
 
 use nix::errno::Errno;
 
-use crate::notes::narrate::explain_errno;
+use crate::course::notes::narrate::explain_errno;
 
 /// Why a socklab command failed.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ impl fmt::Display for Error {
                 target,
                 errno,
             } => {
-                let what = crate::notes::text(
+                let what = crate::course::notes::text(
                     "error.sys",
                     &[
                         ("call", call.to_string()),

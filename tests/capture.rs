@@ -10,10 +10,10 @@ use std::time::Duration;
 use pcap_file::DataLink;
 use pcap_file::pcap::PcapReader;
 use socklab::Event;
+use socklab::event::record::now_ns;
 use socklab::event::{Body, Lane, Packet};
 use socklab::observe::ObserveError;
 use socklab::observe::capture::Capture;
-use socklab::record::now_ns;
 
 mod util;
 

@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
 use clap::Parser;
-use socklab::cli::Cli;
-use socklab::explain::{self, TOPICS};
-use socklab::scenarios::{self, Expect};
-use socklab::tcp_state::TcpState;
+use socklab::cmd::Cli;
+use socklab::course::explain::{self, TOPICS};
+use socklab::course::scenarios::{self, Expect};
+use socklab::event::tcp_state::TcpState;
 
 use util::{assert_no_panic, events, socklab_exe};
 

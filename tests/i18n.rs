@@ -7,8 +7,8 @@ mod util;
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
+use socklab::course::notes::{self, Catalogue};
 use socklab::event::{Body, Event, Lane};
-use socklab::notes::{self, Catalogue};
 
 use util::{assert_no_panic, events, socklab_exe};
 

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use socklab::Event;
 use socklab::TcpState;
+use socklab::event::record::{self, Collector, Options};
 use socklab::event::{AcceptQueue, Syscall};
 use socklab::observe::tcp_info;
-use socklab::record::{self, Collector, Options};
 use socklab::sys::{self, Domain, Flags, How, Type};
 
 static LOCK: Mutex<()> = Mutex::new(());

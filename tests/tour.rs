@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use socklab::tour::STOPS;
+use socklab::course::tour::STOPS;
 
 use util::{Proc, assert_no_panic, socklab_exe};
 

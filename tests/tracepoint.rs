@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, geteuid};
+use socklab::event::record::now_ns;
 use socklab::observe::tracepoint::{TRACEFS, TraceSession};
 use socklab::observe::watch::format_change;
-use socklab::record::now_ns;
 use socklab::{Body, Event, TcpState};
 
 /// Sessions of one process share the `socklab-<pid>` prefix: one test at a time.

@@ -13,11 +13,11 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, OwnedFd};
 
+use socklab::course::notes;
+use socklab::event::record::{self, Options, Sink};
 use socklab::event::{AcceptQueue, Body, Event, StateChange};
-use socklab::notes;
 use socklab::observe::sock_diag;
-use socklab::record::{self, Options, Sink};
-use socklab::render::{human, json::JsonLines};
+use socklab::render::live::{human, json::JsonLines};
 use socklab::sys::{self, Domain, Flags, Type};
 use socklab::{Role, TcpState};
 

@@ -402,7 +402,7 @@ impl Sources {
     const SPAN: u32 = 64 << 16;
 
     fn new() -> Sources {
-        let seed = (crate::record::now_ns() as u32) ^ std::process::id().rotate_left(16);
+        let seed = (crate::event::record::now_ns() as u32) ^ std::process::id().rotate_left(16);
         Sources {
             next: AtomicU32::new(seed % Self::SPAN),
         }

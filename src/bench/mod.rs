@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::error::Error;
-use crate::servers::Model;
+use crate::programs::servers::Model;
 use crate::sys::ffi;
 
 use load::{BulkParams, CrrParams, Ctx, HolParams, RrParams};

@@ -20,9 +20,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::error::Error;
+use crate::event::tcp_state::TcpState;
 use crate::observe::sock_diag;
-use crate::servers::Model;
-use crate::tcp_state::TcpState;
+use crate::programs::servers::Model;
 
 use super::LogMode;
 
@@ -32,7 +32,7 @@ pub const C_SOURCE: &str = include_str!("../../bench-support/echo_server.c");
 /// How long a server may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long SIGINT may take to end it before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(3);
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Which server to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,7 +291,7 @@ impl Spawned {
         pin: &Pinning,
     ) -> Result<Spawned, Error> {
         // Held until the server listens: then its own socket keeps the port.
-        let claim = crate::ports::free_server_port(false).map_err(Error::Other)?;
+        let claim = crate::net::ports::free_server_port(false).map_err(Error::Other)?;
         let port = claim.port();
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         let stderr = temp_file("stderr");

@@ -533,7 +533,7 @@ impl Capture {
     }
 
     /// [`Capture::start`] on `iface`. An interface in another network namespace is opened by
-    /// a short-lived thread that enters that namespace first ([`crate::netns::in_netns`]);
+    /// a short-lived thread that enters that namespace first ([`crate::net::netns::in_netns`]);
     /// the socket stays bound to the interface there.
     pub fn start_on(
         iface: &Interface,
@@ -544,7 +544,7 @@ impl Capture {
         let fd = match &iface.netns {
             None => open_packet_socket(&iface.name, ports, loopback)?,
             Some(ns) => {
-                crate::netns::in_netns(ns, || open_packet_socket(&iface.name, ports, loopback))
+                crate::net::netns::in_netns(ns, || open_packet_socket(&iface.name, ports, loopback))
                     .map_err(ObserveError::Failed)??
             }
         };

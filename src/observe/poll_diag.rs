@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use super::ObserveError;
 use super::sock_diag::{self, SockEntry};
+use crate::event::record::now_ns;
+use crate::event::tcp_state::TcpState;
 use crate::event::{Body, Event};
-use crate::record::now_ns;
-use crate::tcp_state::TcpState;
 
 /// How often the fallback polls.
 pub const INTERVAL: Duration = Duration::from_millis(10);

@@ -16,10 +16,10 @@ use super::capture::{Capture, Interface};
 use super::poll_diag::DiagPoller;
 use super::sock_diag::{self, SockEntry};
 use super::tracepoint::TraceSession;
+use crate::course::notes;
+use crate::event::record::now_ns;
+use crate::event::tcp_state::TcpState;
 use crate::event::{Body, Event};
-use crate::notes;
-use crate::record::now_ns;
-use crate::tcp_state::TcpState;
 
 /// How often the fallback poller takes a sock_diag snapshot during a run.
 pub const FALLBACK_INTERVAL: Duration = Duration::from_millis(2);
@@ -79,7 +79,7 @@ fn start_poller(ports: &[u16], netns: Option<PathBuf>) -> Result<Poller, String>
         .spawn(move || {
             let begin = || -> Result<DiagPoller, String> {
                 if let Some(ns) = &netns {
-                    crate::netns::enter_netns(ns)?;
+                    crate::net::netns::enter_netns(ns)?;
                 }
                 DiagPoller::start(&ports).map_err(|e| e.to_string())
             };
@@ -279,7 +279,7 @@ fn time_wait_sockets(ports: &[u16], netns: &[PathBuf]) -> Vec<SockEntry> {
     }
     netns
         .iter()
-        .flat_map(|ns| crate::netns::in_netns(ns, look).unwrap_or_default())
+        .flat_map(|ns| crate::net::netns::in_netns(ns, look).unwrap_or_default())
         .collect()
 }
 

@@ -16,7 +16,7 @@ use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use netlink_sys::{Socket, SocketAddr as NlAddr};
 
 use crate::event::AcceptQueue;
-use crate::tcp_state::TcpState;
+use crate::event::tcp_state::TcpState;
 
 /// One TCP socket in the kernel's table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

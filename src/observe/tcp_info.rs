@@ -8,8 +8,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::errno::Errno;
 
 use crate::event::AcceptQueue;
+use crate::event::tcp_state::TcpState;
 use crate::sys::ffi;
-use crate::tcp_state::TcpState;
 
 /// What TCP_INFO says about a socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use nix::unistd::{Pid, geteuid};
 
 use super::ObserveError;
 use crate::event::Event;
-use crate::tcp_state::TcpState;
+use crate::event::tcp_state::TcpState;
 
 /// Where tracefs is mounted (and where socklab mounts it when it is not).
 pub const TRACEFS: &str = "/sys/kernel/tracing";

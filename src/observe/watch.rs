@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use super::ObserveError;
 use super::poll_diag::{self, DiagPoller};
 use super::tracepoint::TraceSession;
+use crate::event::record::now_ns;
 use crate::event::{Body, Event};
-use crate::record::now_ns;
 use crate::sys::ffi;
 
 /// What to watch and how to print it.

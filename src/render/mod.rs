@@ -1,11 +1,8 @@
 //! Rendering events: aligned human lines, or JSON lines for machines.
 
-pub mod diagram;
-pub mod human;
-pub mod json;
+pub mod live;
 pub mod present;
-pub mod ss;
-pub mod svg;
+pub mod views;
 
 use std::io::{self, Write};
 

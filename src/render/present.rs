@@ -3,13 +3,13 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use crate::course::notes;
 use crate::error::Error;
 use crate::event::Event;
-use crate::notes;
 
-use super::diagram::{self, DiagramOptions};
-use super::human::format_event;
-use super::svg::{self, SvgOptions};
+use super::live::human::format_event;
+use super::views::diagram::{self, DiagramOptions};
+use super::views::svg::{self, SvgOptions};
 use super::write_or_exit;
 
 /// How to show a finished run.

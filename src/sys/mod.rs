@@ -22,10 +22,10 @@ use nix::sys::socket::{
 use nix::sys::time::TimeVal;
 use serde_json::Value;
 
+use crate::course::notes;
+use crate::event::record::{self, FdInfo, FdTable, Transport};
+use crate::event::tcp_state::TcpState;
 use crate::event::{AcceptQueue, Args, Body, Syscall};
-use crate::notes;
-use crate::record::{self, FdInfo, FdTable, Transport};
-use crate::tcp_state::TcpState;
 
 pub use nix::poll::PollFlags;
 pub use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use socklab::event::Body;
 use socklab::event::Lane::{Client, Server};
-use socklab::tcp_state::TcpState::*;
+use socklab::event::tcp_state::TcpState::*;
 
 #[test]
 fn backlog_fills_the_accept_queue_and_drops_later_syns_until_accept() {

@@ -1,7 +1,7 @@
 use socklab::event::Body;
 use socklab::event::Lane::{Client, Server};
+use socklab::event::tcp_state::TcpState::*;
 use socklab::observe::sysctl::local_port_range;
-use socklab::tcp_state::TcpState::*;
 
 fn port(addr: &str) -> u16 {
     addr.rsplit(':').next().unwrap().parse().unwrap()

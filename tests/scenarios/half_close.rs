@@ -1,5 +1,5 @@
 use socklab::event::Lane::{Client, Server};
-use socklab::tcp_state::TcpState::*;
+use socklab::event::tcp_state::TcpState::*;
 
 #[test]
 fn half_close_reads_eof_yet_still_sends() {

@@ -1,5 +1,5 @@
 use socklab::event::Lane::{Client, Server};
-use socklab::tcp_state::TcpState::*;
+use socklab::event::tcp_state::TcpState::*;
 
 #[test]
 fn handshake_shows_every_state_of_both_sides() {

@@ -1,6 +1,6 @@
 use socklab::event::Body;
 use socklab::event::Lane::{Client, Server};
-use socklab::tcp_state::TcpState::*;
+use socklab::event::tcp_state::TcpState::*;
 
 #[test]
 fn ipv6_handshake_has_the_same_states_and_v6_addresses() {

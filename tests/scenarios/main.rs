@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
+use socklab::event::tcp_state::TcpState;
 use socklab::event::{Body, Event, Lane};
-use socklab::tcp_state::TcpState;
 
 mod backlog;
 mod ephemeral_port;
@@ -126,7 +126,7 @@ fn list_names_every_scenario() {
         .expect("run socklab");
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for s in socklab::scenarios::ALL {
+    for s in socklab::course::scenarios::ALL {
         assert!(
             text.lines().any(|l| l.starts_with(s.name)),
             "{} missing",

@@ -1,6 +1,6 @@
 use socklab::event::Body;
 use socklab::event::Lane::Client;
-use socklab::tcp_state::TcpState::*;
+use socklab::event::tcp_state::TcpState::*;
 
 #[test]
 fn nonblocking_connect_returns_einprogress_and_so_error_tells_the_outcome() {

@@ -1,6 +1,6 @@
 use socklab::event::Body;
 use socklab::event::Lane::{Client, Server};
-use socklab::tcp_state::TcpState::*;
+use socklab::event::tcp_state::TcpState::*;
 
 #[test]
 fn partial_read_needs_several_reads_for_one_write() {

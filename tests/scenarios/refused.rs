@@ -1,5 +1,5 @@
 use socklab::event::Lane::Client;
-use socklab::tcp_state::TcpState::*;
+use socklab::event::tcp_state::TcpState::*;
 
 #[test]
 fn refused_connect_gets_econnrefused_from_an_rst() {

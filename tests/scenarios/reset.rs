@@ -1,5 +1,5 @@
 use socklab::event::Lane::{Client, Server};
-use socklab::tcp_state::TcpState::*;
+use socklab::event::tcp_state::TcpState::*;
 
 #[test]
 fn reset_gives_econnreset_then_epipe_and_no_time_wait() {

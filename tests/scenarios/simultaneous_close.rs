@@ -1,6 +1,6 @@
 use socklab::event::Lane::{Client, Server};
+use socklab::event::tcp_state::TcpState::{self, *};
 use socklab::event::{Body, Lane};
-use socklab::tcp_state::TcpState::{self, *};
 
 #[test]
 fn simultaneous_close_passes_closing_and_leaves_both_in_time_wait() {

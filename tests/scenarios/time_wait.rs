@@ -3,9 +3,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use socklab::event::Lane::{Client, Server};
+use socklab::event::tcp_state::TcpState::*;
 use socklab::observe::sock_diag;
 use socklab::sys::{self, Domain, Flags, SockOpt, Type};
-use socklab::tcp_state::TcpState::*;
 
 #[test]
 fn time_wait_on_the_server_port_blocks_a_restart_without_so_reuseaddr() {
