@@ -22,6 +22,10 @@ pub enum Error {
     Usage(String),
     /// Anything else (exit code 1).
     Other(String),
+    /// A program to run was not found (exit code 127, as a shell says it).
+    NotFound(String),
+    /// A program to run was found but cannot be run (exit code 126, as a shell says it).
+    NotRunnable(String),
 }
 
 impl Error {
@@ -34,10 +38,13 @@ impl Error {
         }
     }
 
-    /// The process exit code for this error: 2 for usage, 1 otherwise.
+    /// The process exit code for this error: 2 for usage, 127 and 126 for a program not
+    /// found or not runnable (as a shell), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
+            Error::NotFound(_) => 127,
+            Error::NotRunnable(_) => 126,
             Error::Sys { .. } | Error::Other(_) => 1,
         }
     }
@@ -67,7 +74,10 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
-            Error::Usage(msg) | Error::Other(msg) => f.write_str(msg),
+            Error::Usage(msg)
+            | Error::Other(msg)
+            | Error::NotFound(msg)
+            | Error::NotRunnable(msg) => f.write_str(msg),
         }
     }
 }

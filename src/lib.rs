@@ -12,6 +12,7 @@
 //! - [`course`]: the reference (`socklab explain`), the tour, the scenarios and the keyed notes;
 //! - [`programs`]: the servers, the client, the demo, step mode;
 //! - [`trace`]: the lab's events beside strace's lines for the same calls;
+//! - [`tracer`]: any program's socket calls, from outside (ptrace with a seccomp filter);
 //! - [`bench`](mod@bench): load on loopback against the servers, the C baseline or any echo server;
 //! - [`cmd`]: the command line, one file per subcommand.
 #![deny(missing_docs)]
@@ -28,6 +29,7 @@ pub mod programs;
 pub mod render;
 pub mod sys;
 pub mod trace;
+pub mod tracer;
 
 pub use error::Error;
 pub use event::tcp_state::TcpState;

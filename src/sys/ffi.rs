@@ -316,3 +316,126 @@ mod tests {
         }
     }
 }
+
+/// What `PTRACE_GET_SYSCALL_INFO` says about a tracee's stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallStop {
+    /// A seccomp stop (`SECCOMP_RET_TRACE`): the call is about to run.
+    Entry {
+        /// `AUDIT_ARCH_*` of the call (x86_64, or i386 for `int 0x80`).
+        arch: u32,
+        /// The syscall number.
+        nr: u64,
+        /// The six argument registers.
+        args: [u64; 6],
+    },
+    /// A syscall-exit stop: the call returned.
+    Exit {
+        /// The return value (negative errno on failure).
+        rval: i64,
+        /// Whether the kernel reported a failure.
+        is_error: bool,
+    },
+    /// Any other stop.
+    Other,
+}
+
+/// `ptrace(PTRACE_GET_SYSCALL_INFO, pid, ...)` (Linux 5.3+): the call at this stop, in one
+/// struct; nix returns the C union, read here.
+pub fn syscall_stop(pid: nix::unistd::Pid) -> Result<SyscallStop, Errno> {
+    let info = nix::sys::ptrace::syscall_info(pid)?;
+    Ok(match info.op {
+        // SAFETY: op says which member of the union the kernel filled in.
+        libc::PTRACE_SYSCALL_INFO_SECCOMP | libc::PTRACE_SYSCALL_INFO_ENTRY => unsafe {
+            let (nr, args) = if info.op == libc::PTRACE_SYSCALL_INFO_SECCOMP {
+                (info.u.seccomp.nr, info.u.seccomp.args)
+            } else {
+                (info.u.entry.nr, info.u.entry.args)
+            };
+            SyscallStop::Entry {
+                arch: info.arch,
+                nr,
+                args,
+            }
+        },
+        libc::PTRACE_SYSCALL_INFO_EXIT => {
+            // SAFETY: op says the kernel filled in the exit member.
+            let exit = unsafe { info.u.exit };
+            SyscallStop::Exit {
+                rval: exit.sval,
+                is_error: exit.is_error != 0,
+            }
+        }
+        _ => SyscallStop::Other,
+    })
+}
+
+/// Forks a child that asks to be traced (`PTRACE_TRACEME`), stops itself (`SIGSTOP`) so the
+/// tracer can set its options, installs `filter` (`prctl(PR_SET_NO_NEW_PRIVS)`, then
+/// `seccomp(SECCOMP_SET_MODE_FILTER)`) and execs `path` with `argv`. Several syscalls, in the
+/// child, from memory prepared before the fork.
+///
+/// Returns the child's pid and the read end of a close-on-exec pipe: it yields the child's
+/// errno (4 bytes) when a step failed before exec, and end of file once exec succeeded. The
+/// child then exits with 127.
+pub fn spawn_traced(
+    path: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    filter: &[libc::sock_filter],
+) -> Result<(nix::unistd::Pid, OwnedFd), Errno> {
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let prog = libc::sock_fprog {
+        len: filter.len() as libc::c_ushort,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: the child only makes raw syscalls on memory prepared above (no allocation, no
+    // locks) and ends in execv or _exit, so a lock held by another thread cannot hang it.
+    match unsafe { nix::unistd::fork() }? {
+        ForkResult::Parent { child } => {
+            drop(wr);
+            Ok((child, rd))
+        }
+        ForkResult::Child => {
+            // SAFETY: raw syscalls with valid arguments: `prog` and `ptrs` (null-terminated)
+            // outlive them; on failure the errno goes down the pipe and the child exits.
+            unsafe {
+                let ok = libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0
+                    && libc::raise(libc::SIGSTOP) == 0
+                    && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+                    && libc::syscall(
+                        libc::SYS_seccomp,
+                        libc::SECCOMP_SET_MODE_FILTER,
+                        0,
+                        &raw const prog,
+                    ) == 0;
+                if ok {
+                    libc::execv(path.as_ptr(), ptrs.as_ptr());
+                }
+                let errno = *libc::__errno_location();
+                libc::write(wr.as_raw_fd(), (&raw const errno).cast(), 4);
+                libc::_exit(127)
+            }
+        }
+    }
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor that refers to process `pid` (nix has no pidfd calls).
+pub fn pidfd_open(pid: nix::unistd::Pid) -> Result<OwnedFd, Errno> {
+    // SAFETY: the syscall takes two integers and returns a new descriptor or -1.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    Errno::result(rc)?;
+    // SAFETY: pidfd_open succeeded, so `rc` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}
+
+/// `pidfd_getfd(pidfd, fd, 0)`: a duplicate of another process's descriptor `fd` (needs
+/// ptrace access to it, which a tracer has).
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> Result<OwnedFd, Errno> {
+    // SAFETY: the syscall takes three integers and returns a new descriptor or -1.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    Errno::result(rc)?;
+    // SAFETY: pidfd_getfd succeeded, so `rc` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}

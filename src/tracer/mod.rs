@@ -1,0 +1,539 @@
+//! The tracer behind `socklab run -- PROGRAM`: any program's socket calls, from outside.
+//!
+//! Read first: ptrace(2) (`PTRACE_O_TRACESECCOMP`, `PTRACE_GET_SYSCALL_INFO`, the stops),
+//! seccomp(2) (`SECCOMP_RET_TRACE`), pidfd_getfd(2).
+//!
+//! The program is started as a child that asks to be traced and installs a seccomp filter
+//! ([`seccomp::filter`]) before it execs, so it stops only at the calls the lab wants: at the
+//! seccomp stop the tracer reads the call and its arguments, asks for the exit stop
+//! (`PTRACE_SYSCALL`), and there reads the result. Every other call runs at full speed.
+//! Children, threads and execs are followed (`PTRACE_O_TRACEFORK`, `..CLONE`, `..VFORK`,
+//! `..EXEC`), and `PTRACE_O_EXITKILL` ends them all if the lab itself dies.
+
+pub mod seccomp;
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::ptrace::{self, Event as PtraceEvent, Options};
+use nix::sys::signal::{self, Signal};
+use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::error::Error;
+use crate::event::record;
+use crate::sys::ffi::{self, SyscallStop, TcpInfoRaw};
+
+/// How long the program may take to end after Ctrl-C before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// One finished system call of a traced program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The process (thread group) that made it.
+    pub pid: i32,
+    /// The thread that made it.
+    pub tid: i32,
+    /// The x86_64 syscall number.
+    pub nr: u64,
+    /// The six argument registers at entry.
+    pub args: [u64; 6],
+    /// The return value (-1 on failure, as the C library returns it).
+    pub ret: i64,
+    /// The errno on failure.
+    pub errno: Option<Errno>,
+    /// CLOCK_MONOTONIC nanoseconds at the seccomp stop (entry) and at the exit stop.
+    pub start_ns: u64,
+    /// See `start_ns`.
+    pub end_ns: u64,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It called exit with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(Signal),
+}
+
+impl Exit {
+    /// The exit code a shell would give: the code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s as i32,
+        }
+    }
+}
+
+/// What the tracer saw, in the order it saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// A call in the filter's list finished.
+    Call(Call),
+    /// A process or thread started (fork, vfork or clone).
+    Spawned {
+        /// The process that made it.
+        parent_pid: i32,
+        /// The new task's thread id.
+        tid: i32,
+        /// Its process: the parent's for a thread, else its own tid.
+        pid: i32,
+    },
+    /// A process replaced its program (execve).
+    Exec {
+        /// The process.
+        pid: i32,
+        /// What `/proc/PID/exe` names now.
+        exe: PathBuf,
+    },
+    /// A call of another ABI (`int 0x80`, i386): seen, not decoded.
+    Foreign {
+        /// The process.
+        pid: i32,
+        /// The thread.
+        tid: i32,
+        /// Its `AUDIT_ARCH_*` value.
+        arch: u32,
+        /// Its number in that ABI.
+        nr: u64,
+    },
+    /// A thread or process ended.
+    Exited {
+        /// The process.
+        pid: i32,
+        /// The thread (equal to `pid` for the process's main thread).
+        tid: i32,
+        /// How it ended.
+        how: Exit,
+    },
+}
+
+/// A tracee stopped at the exit of a call: what the observer may ask it while it waits.
+pub struct Stopped<'a> {
+    pid: Pid,
+    pidfd: Option<&'a OwnedFd>,
+}
+
+impl Stopped<'_> {
+    /// TCP_INFO of the tracee's descriptor `fd`, through a duplicate that is closed before
+    /// this returns (`pidfd_getfd`, `getsockopt`, `close`): a duplicate kept open would keep the
+    /// socket alive after the program's own close, and no FIN would go out.
+    pub fn tcp_info(&self, fd: RawFd) -> Option<TcpInfoRaw> {
+        let dup = ffi::pidfd_getfd(self.pidfd?.as_fd(), fd).ok()?;
+        ffi::tcp_info(std::os::fd::AsRawFd::as_raw_fd(&dup)).ok()
+    }
+
+    /// Up to `len` bytes of the tracee's memory at `addr` (`process_vm_readv`).
+    pub fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let remote = [RemoteIoVec {
+            base: addr as usize,
+            len,
+        }];
+        let n =
+            process_vm_readv(self.pid, &mut [std::io::IoSliceMut::new(&mut buf)], &remote).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+}
+
+/// A call between its seccomp stop and its exit stop.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    nr: u64,
+    args: [u64; 6],
+    start_ns: u64,
+}
+
+/// One traced thread.
+#[derive(Debug, Default)]
+struct Task {
+    pid: i32,
+    pending: Option<Pending>,
+}
+
+/// The traced program and everything it started.
+struct Tracees {
+    main: Pid,
+    tasks: HashMap<i32, Task>,
+    pidfds: HashMap<i32, OwnedFd>,
+}
+
+impl Tracees {
+    /// Kills every task still traced and reaps them: nothing of the program outlives the lab.
+    fn kill_all(&mut self) {
+        for &tid in self.tasks.keys() {
+            let _ = signal::kill(Pid::from_raw(tid), Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.tasks.is_empty() && Instant::now() < deadline {
+            match waitpid(None, Some(WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD)) {
+                Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => {
+                    self.tasks.remove(&pid.as_raw());
+                }
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        self.tasks.clear();
+        self.pidfds.clear();
+    }
+}
+
+impl Drop for Tracees {
+    fn drop(&mut self) {
+        if !self.tasks.is_empty() {
+            self.kill_all();
+        }
+    }
+}
+
+/// Where `program` is, as a shell would find it: a path with a slash as given, else the first
+/// executable file of that name in `PATH`.
+pub fn find_program(program: &OsStr) -> Result<PathBuf, Error> {
+    let not_found = || {
+        Error::NotFound(format!(
+            "{}: command not found",
+            Path::new(program).display()
+        ))
+    };
+    if program.is_empty() {
+        return Err(not_found());
+    }
+    if program.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(program);
+        return if p.exists() { Ok(p) } else { Err(not_found()) };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+        .ok_or_else(not_found)
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Runs `argv` under the tracer, stopping at the syscalls numbered `nrs`, and hands each
+/// thing seen to `seen` (a finished call with its tracee still stopped, so the observer can
+/// probe its socket). Returns how the launched process ended once every process it started
+/// has ended too.
+///
+/// Ctrl-C (SIGINT or SIGTERM to the lab) sends SIGINT to the launched process, and SIGKILL to
+/// all that is left after [`STOP_GRACE`] or at a second Ctrl-C.
+pub fn run(
+    argv: &[OsString],
+    nrs: &[u32],
+    mut seen: impl FnMut(&Stopped<'_>, Seen),
+) -> Result<Exit, Error> {
+    let program = argv.first().ok_or_else(|| {
+        Error::Usage("run: which program? (socklab run -- PROGRAM ARGS...)".into())
+    })?;
+    let path = find_program(program)?;
+    let cstr = |s: &OsStr| {
+        CString::new(s.as_bytes())
+            .map_err(|_| Error::Usage(format!("run: {s:?} contains a NUL byte")))
+    };
+    let c_path = cstr(path.as_os_str())?;
+    let c_argv = argv
+        .iter()
+        .map(|a| cstr(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let filter = seccomp::filter(nrs);
+
+    ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
+    let (child, errpipe) = ffi::spawn_traced(&c_path, &c_argv, &filter)
+        .map_err(|e| Error::sys("fork", path.display(), e))?;
+    let mut t = Tracees {
+        main: child,
+        tasks: HashMap::from([(
+            child.as_raw(),
+            Task {
+                pid: child.as_raw(),
+                pending: None,
+            },
+        )]),
+        pidfds: HashMap::new(),
+    };
+
+    // The child's own SIGSTOP, before its filter and exec.
+    match waitpid(child, Some(WaitPidFlag::__WALL)) {
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
+        other => {
+            return Err(Error::Other(format!(
+                "run: {} did not stop for the tracer ({other:?})",
+                path.display()
+            )));
+        }
+    }
+    let opts = Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_EXITKILL;
+    ptrace::setoptions(child, opts).map_err(|e| Error::sys("ptrace", "PTRACE_SETOPTIONS", e))?;
+    ptrace::cont(child, None).map_err(|e| Error::sys("ptrace", "PTRACE_CONT", e))?;
+    let failed = exec_error(&errpipe);
+    if let Some(errno) = failed {
+        t.kill_all();
+        return Err(match errno {
+            Errno::ENOENT => Error::NotFound(format!("{}: command not found", path.display())),
+            Errno::EACCES | Errno::ENOEXEC => Error::NotRunnable(format!(
+                "{}: cannot run it: {}",
+                path.display(),
+                errno.desc()
+            )),
+            e => Error::sys("execve", path.display(), e),
+        });
+    }
+
+    let mut main_exit = None;
+    let mut stopping: Option<Instant> = None;
+    while !t.tasks.is_empty() {
+        if ffi::interrupted() && stopping.is_none() {
+            let _ = signal::kill(t.main, Signal::SIGINT);
+            stopping = Some(Instant::now());
+        }
+        let flags = if stopping.is_some() {
+            WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD | WaitPidFlag::WNOHANG
+        } else {
+            WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD
+        };
+        let status = match waitpid(None, Some(flags)) {
+            Ok(WaitStatus::StillAlive) => {
+                if stopping.is_some_and(|s| s.elapsed() > STOP_GRACE) {
+                    t.kill_all();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Ok(s) => s,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => break,
+            Err(e) => return Err(Error::sys("waitpid", "the traced program", e)),
+        };
+        if let Some(exit) = step(&mut t, status, &mut seen) {
+            main_exit = Some(exit);
+        }
+    }
+    // Nothing left to trace; a stray task would be killed by the guard.
+    drop(t);
+    Ok(main_exit.unwrap_or(Exit::Signal(Signal::SIGKILL)))
+}
+
+/// Waits for the exec (the pipe closes) or the child's errno (4 bytes).
+fn exec_error(pipe: &OwnedFd) -> Option<Errno> {
+    let mut buf = [0u8; 4];
+    match nix::unistd::read(pipe, &mut buf) {
+        Ok(4) => Some(Errno::from_raw(i32::from_ne_bytes(buf))),
+        Ok(_) | Err(_) => None,
+    }
+}
+
+/// Handles one wait status; returns the launched process's exit when this was it.
+fn step(
+    t: &mut Tracees,
+    status: WaitStatus,
+    seen: &mut impl FnMut(&Stopped<'_>, Seen),
+) -> Option<Exit> {
+    match status {
+        WaitStatus::PtraceEvent(pid, _, ev) => {
+            event_stop(t, pid, ev, seen);
+            None
+        }
+        WaitStatus::PtraceSyscall(pid) => {
+            exit_stop(t, pid, seen);
+            let _ = ptrace::cont(pid, None);
+            None
+        }
+        WaitStatus::Stopped(pid, sig) => {
+            signal_stop(t, pid, sig);
+            None
+        }
+        WaitStatus::Exited(pid, code) => ended(t, pid, Exit::Code(code), seen),
+        WaitStatus::Signaled(pid, sig, _) => ended(t, pid, Exit::Signal(sig), seen),
+        WaitStatus::Continued(_) | WaitStatus::StillAlive => None,
+    }
+}
+
+fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
+    let tid = pid.as_raw();
+    let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
+    if ev == PtraceEvent::PTRACE_EVENT_SECCOMP as i32 {
+        match ffi::syscall_stop(pid) {
+            Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
+                if let Some(task) = t.tasks.get_mut(&tid) {
+                    task.pending = Some(Pending {
+                        nr,
+                        args,
+                        start_ns: record::now_ns(),
+                    });
+                }
+                // On to the exit stop of this call.
+                let _ = ptrace::syscall(pid, None);
+                return;
+            }
+            Ok(SyscallStop::Entry { arch, nr, .. }) => {
+                let stopped = Stopped { pid, pidfd: None };
+                seen(
+                    &stopped,
+                    Seen::Foreign {
+                        pid: proc_pid,
+                        tid,
+                        arch,
+                        nr,
+                    },
+                );
+            }
+            Ok(SyscallStop::Exit { .. } | SyscallStop::Other) | Err(_) => {}
+        }
+    } else if [
+        PtraceEvent::PTRACE_EVENT_FORK,
+        PtraceEvent::PTRACE_EVENT_VFORK,
+        PtraceEvent::PTRACE_EVENT_CLONE,
+    ]
+    .iter()
+    .any(|e| *e as i32 == ev)
+    {
+        if let Ok(new) = ptrace::getevent(pid) {
+            let new = new as i32;
+            let new_pid = tgid(new).unwrap_or(new);
+            t.tasks.entry(new).or_default().pid = new_pid;
+            let stopped = Stopped { pid, pidfd: None };
+            seen(
+                &stopped,
+                Seen::Spawned {
+                    parent_pid: proc_pid,
+                    tid: new,
+                    pid: new_pid,
+                },
+            );
+        }
+    } else if ev == PtraceEvent::PTRACE_EVENT_EXEC as i32 {
+        // A thread other than the leader that execs takes the leader's id (`pid`).
+        if let Ok(former) = ptrace::getevent(pid)
+            && former as i32 != tid
+        {
+            t.tasks.remove(&(former as i32));
+        }
+        t.tasks.entry(tid).or_default().pid = tid;
+        t.pidfds.remove(&tid);
+        let exe = std::fs::read_link(format!("/proc/{tid}/exe")).unwrap_or_default();
+        let stopped = Stopped { pid, pidfd: None };
+        seen(&stopped, Seen::Exec { pid: tid, exe });
+    }
+    let _ = ptrace::cont(pid, None);
+}
+
+fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
+    let tid = pid.as_raw();
+    let Some(task) = t.tasks.get_mut(&tid) else {
+        return;
+    };
+    let Some(p) = task.pending.take() else {
+        return;
+    };
+    let proc_pid = task.pid;
+    let Ok(SyscallStop::Exit { rval, is_error }) = ffi::syscall_stop(pid) else {
+        return;
+    };
+    let end_ns = record::now_ns();
+    let (ret, errno) = if is_error {
+        (-1, Some(Errno::from_raw((-rval) as i32)))
+    } else {
+        (rval, None)
+    };
+    if !t.pidfds.contains_key(&proc_pid)
+        && let Ok(fd) = ffi::pidfd_open(Pid::from_raw(proc_pid))
+    {
+        t.pidfds.insert(proc_pid, fd);
+    }
+    let stopped = Stopped {
+        pid,
+        pidfd: t.pidfds.get(&proc_pid),
+    };
+    seen(
+        &stopped,
+        Seen::Call(Call {
+            pid: proc_pid,
+            tid,
+            nr: p.nr,
+            args: p.args,
+            ret,
+            errno,
+            start_ns: p.start_ns,
+            end_ns,
+        }),
+    );
+}
+
+fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
+    let tid = pid.as_raw();
+    if let std::collections::hash_map::Entry::Vacant(slot) = t.tasks.entry(tid) {
+        // A new task's first stop can come before its parent's fork event.
+        slot.insert(Task {
+            pid: tgid(tid).unwrap_or(tid),
+            pending: None,
+        });
+        if sig == Signal::SIGSTOP {
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
+    }
+    let stop_sig = matches!(
+        sig,
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+    );
+    // A group stop (the signal already delivered) has no siginfo: resume it without one.
+    if stop_sig && ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
+        let _ = ptrace::cont(pid, None);
+        return;
+    }
+    let _ = ptrace::cont(pid, Some(sig));
+}
+
+fn ended(
+    t: &mut Tracees,
+    pid: Pid,
+    how: Exit,
+    seen: &mut impl FnMut(&Stopped<'_>, Seen),
+) -> Option<Exit> {
+    let tid = pid.as_raw();
+    let task = t.tasks.remove(&tid)?;
+    if task.pid == tid {
+        t.pidfds.remove(&tid);
+    }
+    let stopped = Stopped { pid, pidfd: None };
+    seen(
+        &stopped,
+        Seen::Exited {
+            pid: task.pid,
+            tid,
+            how,
+        },
+    );
+    (pid == t.main).then_some(how)
+}
+
+/// The thread group of task `tid` (`Tgid:` in `/proc/TID/status`).
+fn tgid(tid: i32) -> Option<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
