@@ -10,6 +10,8 @@
 //! Children, threads and execs are followed (`PTRACE_O_TRACEFORK`, `..CLONE`, `..VFORK`,
 //! `..EXEC`), and `PTRACE_O_EXITKILL` ends them all if the lab itself dies.
 
+pub mod decode;
+pub mod fds;
 pub mod seccomp;
 
 use std::collections::HashMap;
