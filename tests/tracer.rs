@@ -71,18 +71,17 @@ fn a_foreign_programs_connect_is_seen_and_its_fin_still_goes_out() {
     )
     .unwrap();
     assert_eq!(exit, Exit::Code(0));
-    let sock = calls
+    // The C library may connect other sockets first (nscd's unix socket, on the same fd
+    // number): take the connect on the AF_INET socket, after it was made.
+    let at = calls
         .iter()
-        .find(|c| c.nr == u64::from(SOCKET) && c.args[0] == libc::AF_INET as u64)
+        .position(|c| c.nr == u64::from(SOCKET) && c.args[0] == libc::AF_INET as u64)
         .expect("socket(AF_INET, ...) seen");
-    let connect = calls
+    let sock = &calls[at];
+    let connect = calls[at + 1..]
         .iter()
-        .find(|c| c.nr == u64::from(CONNECT))
-        .expect("connect seen");
-    assert_eq!(
-        connect.args[0] as i64, sock.ret,
-        "connect on the new socket"
-    );
+        .find(|c| c.nr == u64::from(CONNECT) && c.args[0] as i64 == sock.ret)
+        .expect("connect on the new socket seen");
     assert!(connect.start_ns <= connect.end_ns && sock.end_ns <= connect.start_ns);
     assert_eq!(
         state_after_connect,
@@ -172,4 +171,37 @@ fn a_threads_calls_belong_to_its_process() {
     let c = seen_calls.last().expect("the thread's socket()");
     assert_eq!(c.pid, main_pid);
     assert_ne!(c.tid, c.pid, "made by the thread, not the main thread");
+}
+
+/// A signal that lands inside a traced call does not lose the call: accept4 blocked in a
+/// listener is interrupted by SIGALRM and is seen ending with EINTR.
+#[test]
+fn a_call_interrupted_by_a_signal_is_seen_ending() {
+    let Ok(python) = tracer::find_program("python3".as_ref()) else {
+        println!("skipped: python3 is not installed");
+        return;
+    };
+    let script = "import signal, socket\n\
+                  def late(*_): raise TimeoutError\n\
+                  signal.signal(signal.SIGALRM, late)\n\
+                  s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+                  signal.setitimer(signal.ITIMER_REAL, 0.2)\n\
+                  try: s.accept()\n\
+                  except TimeoutError: pass";
+    let mut accepts = Vec::new();
+    let exit = tracer::run(
+        &[python.into_os_string(), "-c".into(), script.into()],
+        &[libc::SYS_accept4 as u32, libc::SYS_accept as u32],
+        |_, seen| {
+            if let Seen::Call(c) = seen {
+                accepts.push(c);
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(exit, Exit::Code(0));
+    let c = accepts.first().expect("the interrupted accept is seen");
+    assert_eq!(c.errno, Some(nix::errno::Errno::EINTR), "{c:?}");
+    assert!(c.interrupted, "{c:?}");
+    assert!(c.end_ns - c.start_ns >= 100_000_000, "it blocked until the alarm");
 }

@@ -50,6 +50,10 @@ pub struct Call {
     pub ret: i64,
     /// The errno on failure.
     pub errno: Option<Errno>,
+    /// A signal came while the call was blocked (the kernel's ERESTART* codes): `errno` is
+    /// EINTR, which the program sees unless its handler has SA_RESTART, when the call is
+    /// made again and seen again.
+    pub interrupted: bool,
     /// CLOCK_MONOTONIC nanoseconds at the seccomp stop (entry) and at the exit stop.
     pub start_ns: u64,
     /// See `start_ns`.
@@ -438,7 +442,7 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         let stopped = Stopped { pid, pidfd: None };
         seen(&stopped, Seen::Exec { pid: tid, exe });
     }
-    let _ = ptrace::cont(pid, None);
+    resume(t, pid, None);
 }
 
 fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
@@ -459,6 +463,9 @@ fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen
     } else {
         (rval, None)
     };
+    // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK (linux/errno.h).
+    let interrupted = is_error && matches!(-rval, 512..=514 | 516);
+    let errno = if interrupted { Some(Errno::EINTR) } else { errno };
     if !t.pidfds.contains_key(&proc_pid)
         && let Ok(fd) = ffi::pidfd_open(Pid::from_raw(proc_pid))
     {
@@ -477,6 +484,7 @@ fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen
             args: p.args,
             ret,
             errno,
+            interrupted,
             start_ns: p.start_ns,
             end_ns,
         }),
@@ -501,11 +509,21 @@ fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
         Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
     );
     // A group stop (the signal already delivered) has no siginfo: resume it without one.
-    if stop_sig && ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
-        let _ = ptrace::cont(pid, None);
-        return;
+    let sig = if stop_sig && ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
+        None
+    } else {
+        Some(sig)
+    };
+    resume(t, pid, sig);
+}
+
+/// Resumes a task; one inside a traced call keeps going to that call's exit stop.
+fn resume(t: &Tracees, pid: Pid, sig: Option<Signal>) {
+    if t.tasks.get(&pid.as_raw()).is_some_and(|k| k.pending.is_some()) {
+        let _ = ptrace::syscall(pid, sig);
+    } else {
+        let _ = ptrace::cont(pid, sig);
     }
-    let _ = ptrace::cont(pid, Some(sig));
 }
 
 fn ended(
