@@ -603,3 +603,47 @@ fn epoll_holds_thousands_of_idle_connections() {
     server.assert_settled("closing the idle connections");
     server.interrupt();
 }
+
+/// Echo mode asks for 64 KiB per read unless told otherwise, reply mode for the seed's 1024:
+/// with more than that waiting, the kernel hands over more than 1024 bytes in one echo read
+/// and exactly 1024 in the reply's one read.
+#[test]
+fn echo_reads_64_kib_and_reply_the_seeds_1024_by_default() {
+    for (mode, sent) in [("echo", 256 << 10), ("reply", 4000)] {
+        let mut cmd = Command::new(socklab_exe());
+        cmd.args(["--json", "server", "--mode", mode, "-p", "0", "--count", "1"]);
+        let mut proc = Proc::spawn(cmd);
+        let addr = proc.wait_listening();
+        let mut s = connect(addr);
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        let data = pattern(sent);
+        let mut reader = s.try_clone().unwrap();
+        let back = thread::spawn(move || {
+            let mut got = Vec::new();
+            let _ = reader.read_to_end(&mut got);
+            got
+        });
+        // All of it is queued before the server reads: one write, then the FIN.
+        let _ = s.write_all(&data);
+        let _ = s.shutdown(Shutdown::Write);
+        let got = back.join().unwrap();
+        let f = proc.finish();
+        let evs = f.events();
+        let moved: Vec<i64> = util::calls(&evs, "read")
+            .iter()
+            .map(|r| r.ret)
+            .filter(|&n| n > 0)
+            .collect();
+        match mode {
+            "echo" => {
+                assert_eq!(got, data, "echoed byte for byte");
+                assert!(
+                    moved.iter().any(|&n| n > 1024),
+                    "echo: no read got more than 1024 bytes: {moved:?}"
+                );
+                assert!(moved.iter().all(|&n| n <= 65536), "{moved:?}");
+            }
+            _ => assert_eq!(moved, [1024], "reply: one read of the seed's size"),
+        }
+    }
+}

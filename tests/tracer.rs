@@ -203,5 +203,8 @@ fn a_call_interrupted_by_a_signal_is_seen_ending() {
     let c = accepts.first().expect("the interrupted accept is seen");
     assert_eq!(c.errno, Some(nix::errno::Errno::EINTR), "{c:?}");
     assert!(c.interrupted, "{c:?}");
-    assert!(c.end_ns - c.start_ns >= 100_000_000, "it blocked until the alarm");
+    assert!(
+        c.end_ns - c.start_ns >= 100_000_000,
+        "it blocked until the alarm"
+    );
 }

@@ -465,7 +465,11 @@ fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen
     };
     // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK (linux/errno.h).
     let interrupted = is_error && matches!(-rval, 512..=514 | 516);
-    let errno = if interrupted { Some(Errno::EINTR) } else { errno };
+    let errno = if interrupted {
+        Some(Errno::EINTR)
+    } else {
+        errno
+    };
     if !t.pidfds.contains_key(&proc_pid)
         && let Ok(fd) = ffi::pidfd_open(Pid::from_raw(proc_pid))
     {
@@ -519,7 +523,10 @@ fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
 
 /// Resumes a task; one inside a traced call keeps going to that call's exit stop.
 fn resume(t: &Tracees, pid: Pid, sig: Option<Signal>) {
-    if t.tasks.get(&pid.as_raw()).is_some_and(|k| k.pending.is_some()) {
+    if t.tasks
+        .get(&pid.as_raw())
+        .is_some_and(|k| k.pending.is_some())
+    {
         let _ = ptrace::syscall(pid, sig);
     } else {
         let _ = ptrace::cont(pid, sig);

@@ -34,8 +34,12 @@ pub use conn::Outcome;
 /// The seed's port.
 pub const DEFAULT_PORT: u16 = 1060;
 
-/// The seed's `recv(1024)`.
+/// The seed's `recv(1024)`: reply mode's read size and the client's.
 pub const DEFAULT_READ_SIZE: usize = 1024;
+
+/// Echo mode's read size: 64 KiB, so a bulk transfer costs one read per 64 KiB and not one
+/// per 1024 bytes (64 times the system calls, about 7 times slower on loopback).
+pub const ECHO_READ_SIZE: usize = 65536;
 
 /// The most connections the fork and thread models serve at once, unless told otherwise.
 pub const DEFAULT_MAX_CONNS: usize = 64;
@@ -119,6 +123,15 @@ impl Mode {
         match self {
             Mode::Reply => "reply",
             Mode::Echo => "echo",
+        }
+    }
+
+    /// Bytes asked for by each read unless told otherwise: the seed's 1024 for its one
+    /// message, 64 KiB for echo.
+    pub fn default_read_size(self) -> usize {
+        match self {
+            Mode::Reply => DEFAULT_READ_SIZE,
+            Mode::Echo => ECHO_READ_SIZE,
         }
     }
 }
