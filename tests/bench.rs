@@ -310,7 +310,7 @@ fn the_c_baseline_builds_and_runs_beside_socklab() {
     if socklab::bench::server::which("cc").is_none()
         && socklab::bench::server::which("gcc").is_none()
     {
-        eprintln!("skipped: no C compiler (cc) in PATH; apt-get install gcc");
+        util::skip("no C compiler (cc) on PATH (package gcc)");
         return;
     }
     let _g = heavy();

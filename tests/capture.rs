@@ -24,7 +24,7 @@ fn start_or_skip(ports: &[u16], pcap: Option<&Path>) -> Option<Capture> {
     match Capture::start(ports, pcap) {
         Ok(c) => Some(c),
         Err(ObserveError::NeedsPrivilege(what)) => {
-            println!("skipped: needs root ({what})");
+            util::skip(&format!("needs root ({what})"));
             None
         }
         Err(e) => panic!("capture did not start: {e}"),
@@ -266,7 +266,7 @@ fn tcp_handshake_on_ipv6_loopback() {
     let listener = match TcpListener::bind("[::1]:0") {
         Ok(l) => l,
         Err(e) => {
-            println!("skipped: no IPv6 loopback ({e})");
+            util::skip(&format!("no IPv6 loopback ({e})"));
             return;
         }
     };

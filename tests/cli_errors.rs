@@ -149,7 +149,9 @@ fn privileged_port_is_eacces_for_an_unprivileged_user() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1024);
     if start <= 1 {
-        eprintln!("skip: ip_unprivileged_port_start is {start}: no port is privileged here");
+        util::skip(&format!(
+            "ip_unprivileged_port_start is {start}: no port is privileged here"
+        ));
         return;
     }
     let port = (start - 1).min(80).to_string();
@@ -164,15 +166,15 @@ fn privileged_port_is_eacces_for_an_unprivileged_user() {
         match probe.output() {
             Ok(o) if o.status.success() => {}
             Ok(o) => {
-                eprintln!(
-                    "skip: user nobody cannot run {}: {}",
+                util::skip(&format!(
+                    "user nobody cannot run {}: {}",
                     socklab_exe().display(),
                     String::from_utf8_lossy(&o.stderr).trim()
-                );
+                ));
                 return;
             }
             Err(e) => {
-                eprintln!("skip: setpriv is not available ({e})");
+                util::skip(&format!("setpriv is not available ({e})"));
                 return;
             }
         }
@@ -187,7 +189,7 @@ fn privileged_port_is_eacces_for_an_unprivileged_user() {
     let a = cmd.args(args).timeout(TIMEOUT).assert();
     let err = stderr_of(&a);
     if !nix::unistd::geteuid().is_root() && a.get_output().status.success() {
-        eprintln!("skip: this user may bind port {port} (a capability?)");
+        util::skip(&format!("this user may bind port {port} (a capability?)"));
         return;
     }
     a.code(1);

@@ -50,9 +50,9 @@ fn cannot_run(nat: bool) -> Option<&'static str> {
     if !geteuid().is_root() {
         Some("needs root (network namespaces, veth)")
     } else if !on_path("ip") {
-        Some("needs the ip command (iproute2)")
+        Some("ip is not installed (package iproute2)")
     } else if nat && !on_path("nft") {
-        Some("needs the nft command (nftables)")
+        Some("nft is not installed (package nftables)")
     } else {
         None
     }
@@ -61,7 +61,7 @@ fn cannot_run(nat: bool) -> Option<&'static str> {
 macro_rules! skip_unless_lab {
     ($nat:expr) => {
         if let Some(why) = cannot_run($nat) {
-            println!("skipped: {why}");
+            util::skip(why);
             return;
         }
     };
@@ -73,7 +73,7 @@ macro_rules! skip_unless_lab_alone {
     ($nat:expr) => {
         skip_unless_lab!($nat);
         if !lab_namespaces().is_empty() {
-            println!("skipped: a socklab hosts lab is up on this machine; not touching it");
+            util::skip("a socklab hosts lab is up on this machine; not touching it");
             return;
         }
     };
@@ -697,7 +697,7 @@ fn without_root_hosts_and_demo_hosts_refuse_with_one_line() {
         cmd
     };
     if geteuid().is_root() && !command(&["--version"]).status().is_ok_and(|s| s.success()) {
-        println!("skipped: cannot run socklab as nobody with setpriv");
+        util::skip("cannot run socklab as nobody with setpriv");
         return;
     }
     for args in [

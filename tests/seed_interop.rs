@@ -43,10 +43,10 @@ fn program_in_note(note: &str) -> Option<&str> {
 fn fixture_is_the_seed_program() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/seed");
     let Ok(entries) = fs::read_dir(&dir) else {
-        eprintln!(
-            "skip: no seed note at {} (the fixture is used as is)",
+        util::skip(&format!(
+            "no seed note at {} (the fixture is used as is)",
             dir.display()
-        );
+        ));
         return;
     };
     let mut found = 0;
@@ -71,7 +71,7 @@ fn fixture_is_the_seed_program() {
 
 fn python(role: &str, port: u16) -> Option<Proc> {
     let Some(py) = python3() else {
-        eprintln!("skip: python3 is not on PATH");
+        util::skip("python3 is not installed (package python3)");
         return None;
     };
     let mut cmd = Command::new(py);

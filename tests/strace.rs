@@ -5,10 +5,10 @@
 //! Runs where strace is installed (CI); elsewhere prints why it skips. `make trace` shows the
 //! same pairing side by side.
 
+mod util;
+
 use std::collections::BTreeSet;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use socklab::event::{Body, Event};
@@ -28,17 +28,13 @@ const EXAMPLES: &[&str] = &[
 ];
 
 fn strace_installed() -> bool {
-    match Command::new("strace").arg("-V").output() {
-        Ok(_) => true,
-        Err(e) if e.kind() == ErrorKind::NotFound => false,
-        Err(e) => panic!("cannot run strace: {e}"),
-    }
+    util::tool("strace").is_some()
 }
 
 macro_rules! require_strace {
     () => {
         if !strace_installed() {
-            println!("skipped: strace not installed");
+            util::skip("strace is not installed (package strace)");
             return;
         }
     };
@@ -229,7 +225,9 @@ fn examples_calls_are_the_calls_strace_saw() {
     for name in EXAMPLES {
         let path = dir.join(name);
         if !path.is_file() {
-            println!("skipped {name}: not built (cargo build --examples)");
+            util::skip(&format!(
+                "example {name} not built (cargo build --examples)"
+            ));
             continue;
         }
         let run = traced(&Target::Example(path), name);

@@ -4,6 +4,8 @@
 //!
 //! Needs root (tracefs); without it each test prints why it skips.
 
+mod util;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
@@ -26,7 +28,7 @@ static LOCK: Mutex<()> = Mutex::new(());
 /// The lock, or `None` (after saying why) when not root.
 fn setup() -> Option<MutexGuard<'static, ()>> {
     if !geteuid().is_root() {
-        println!("skipped: needs root");
+        util::skip("needs root");
         return None;
     }
     Some(LOCK.lock().unwrap_or_else(|e| e.into_inner()))

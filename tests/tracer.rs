@@ -3,6 +3,8 @@
 //! tracee's own descriptor, a FIN that still goes out) rather than text the lab printed.
 //! ptrace of one's own child needs no root.
 
+mod util;
+
 use std::ffi::OsString;
 use std::io::Read;
 use std::net::TcpListener;
@@ -149,7 +151,7 @@ fn a_thousand_children_are_followed_and_reaped() {
 #[test]
 fn a_threads_calls_belong_to_its_process() {
     let Ok(python) = tracer::find_program("python3".as_ref()) else {
-        println!("skipped: python3 is not installed");
+        util::skip("python3 is not installed (package python3)");
         return;
     };
     let script = "import socket, threading\n\
@@ -178,7 +180,7 @@ fn a_threads_calls_belong_to_its_process() {
 #[test]
 fn a_call_interrupted_by_a_signal_is_seen_ending() {
     let Ok(python) = tracer::find_program("python3".as_ref()) else {
-        println!("skipped: python3 is not installed");
+        util::skip("python3 is not installed (package python3)");
         return;
     };
     let script = "import signal, socket\n\

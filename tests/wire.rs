@@ -23,8 +23,16 @@ use socklab::observe::sock_diag::{self, SockEntry};
 use socklab::{Body, Event, Lane, TcpState};
 use util::{TIMEOUT, assert_no_panic, is_root, socklab_exe};
 
-/// Why the wire tests skip when not root.
-const WIRE_NEEDS_ROOT: &str = "the wire needs root (iptables and NFQUEUE in the demo's namespace)";
+/// Skips unless this machine can hold packets: root, and iptables-nft to queue them.
+macro_rules! skip_unless_wire {
+    () => {
+        skip_unless_root!("needs root (the wire: iptables and NFQUEUE in the demo's namespace)");
+        if util::tool("iptables-nft").is_none() && util::tool("iptables").is_none() {
+            util::skip("iptables-nft is not installed (package iptables)");
+            return;
+        }
+    };
+}
 
 /// A `socklab --json demo -p 0 --wire ...` run whose stderr (the live wire lines) is read line
 /// by line, with stdin for the answers. Dropping it kills and reaps the demo.
@@ -214,7 +222,7 @@ fn assert_finished_ok(status: ExitStatus, stdout: &str, stderr: &str) -> Vec<Eve
 /// SYN_RECV (no child yet), while the client, which got the SYN|ACK, is ESTABLISHED.
 #[test]
 fn final_ack_held_server_syn_recv_client_established() {
-    skip_unless_root!(WIRE_NEEDS_ROOT);
+    skip_unless_wire!();
     let mut demo = Demo::start(wire_demo("hold"));
     let syn = demo.held();
     assert_eq!(syn.flags, "SYN", "{}", syn.line);
@@ -271,7 +279,7 @@ fn final_ack_held_server_syn_recv_client_established() {
 /// SYN released, SYN|ACK held: the client is still in SYN_SENT.
 #[test]
 fn syn_ack_held_client_syn_sent() {
-    skip_unless_root!(WIRE_NEEDS_ROOT);
+    skip_unless_wire!();
     let mut demo = Demo::start(wire_demo("hold"));
     let syn = demo.held();
     assert_eq!(syn.flags, "SYN", "{}", syn.line);
@@ -300,7 +308,7 @@ fn syn_ack_held_client_syn_sent() {
 /// (same sequence number), and the exchange completes.
 #[test]
 fn dropped_syn_is_retransmitted() {
-    skip_unless_root!(WIRE_NEEDS_ROOT);
+    skip_unless_wire!();
     let mut demo = Demo::start(wire_demo("hold"));
     let syn = demo.held();
     assert_eq!(syn.flags, "SYN", "{}", syn.line);
@@ -376,7 +384,7 @@ fn root_output_rules() -> String {
 /// interrupted, no process and no namespace is left, and the root namespace has no rule.
 #[test]
 fn ctrl_c_at_any_step_leaves_nothing() {
-    skip_unless_root!(WIRE_NEEDS_ROOT);
+    skip_unless_wire!();
     let rules_before = root_output_rules();
     for (step, group) in [(0, true), (1, true), (3, false), (6, true)] {
         let mut demo = Demo::start_with(wire_demo("hold"), true);
@@ -487,7 +495,7 @@ sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 fn without_user_namespaces_the_wire_refuses_clearly() {
     skip_unless_root!("needs root to set up a user namespace that forbids namespaces");
     let Some(python) = util::python3() else {
-        println!("skipped: no python3 to set up the user namespace");
+        util::skip("python3 is not installed (package python3)");
         return;
     };
     let dir = std::env::temp_dir().join(format!("socklab-wire-refuse-{}", std::process::id()));
@@ -528,7 +536,7 @@ fn exe_for_nobody(dir: &std::path::Path) -> Option<PathBuf> {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        println!("skipped: user nobody cannot run {}", exe.display());
+        util::skip(&format!("user nobody cannot run {}", exe.display()));
         return None;
     }
     Some(exe)

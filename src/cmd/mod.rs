@@ -551,7 +551,7 @@ fn run_explain(a: &ExplainArgs) -> Result<(), Error> {
 }
 
 fn run_tour(a: &TourArgs, lang: String) -> Result<(), Error> {
-    let exe = std::env::current_exe()
+    let exe = crate::programs::self_exe()
         .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
     let stops = crate::course::tour::STOPS.len();
     let (from, to) = match (a.from, a.only) {
@@ -608,7 +608,7 @@ fn run_bench(a: &BenchArgs, global: &Global) -> Result<(), Error> {
             }
         )));
     }
-    let exe = std::env::current_exe()
+    let exe = crate::programs::self_exe()
         .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
     let compare = matches!(subject, Subject::Compare);
     let mut cfg = BenchConfig::new(exe, subject);
@@ -696,7 +696,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             res.map(|_| ())
         }
         Command::Demo(a) => {
-            let exe = std::env::current_exe()
+            let exe = crate::programs::self_exe()
                 .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
             if a.wire.is_some() {
                 crate::net::wire::enter_namespace()?;
@@ -739,7 +739,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Hosts(a) => match a.action {
             Some(HostsAction::Down) => crate::net::hosts::down_command(),
             None => {
-                let exe = std::env::current_exe().map_err(|e| {
+                let exe = crate::programs::self_exe().map_err(|e| {
                     Error::Other(format!("cannot find the socklab executable: {e}"))
                 })?;
                 crate::net::hosts::up_command(crate::net::hosts::Layout { nat: a.nat }, &exe)
@@ -756,7 +756,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 .map_err(|e| Error::Other(format!("watch: {e}")))
         }
         Command::Trace(a) => {
-            let exe = std::env::current_exe()
+            let exe = crate::programs::self_exe()
                 .map_err(|e| Error::Other(format!("cannot find the socklab executable: {e}")))?;
             crate::trace::command(
                 &exe,

@@ -111,6 +111,6 @@ fn backlog_fills_the_accept_queue_and_drops_later_syns_until_accept() {
             assert!(answers[0] > s[1].0, "answered only after the second SYN");
         }
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

@@ -89,6 +89,6 @@ fn kernel_picks_the_client_port_at_connect_unless_bound() {
         });
         assert!(zero, "SYN_SENT is entered before the port is known");
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

@@ -65,6 +65,6 @@ fn half_close_reads_eof_yet_still_sends() {
             "{flags:?}"
         );
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

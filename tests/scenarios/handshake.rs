@@ -45,6 +45,6 @@ fn handshake_shows_every_state_of_both_sides() {
             "{flags:?}"
         );
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

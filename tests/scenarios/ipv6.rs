@@ -53,6 +53,6 @@ fn ipv6_handshake_has_the_same_states_and_v6_addresses() {
             }
         }
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

@@ -7,6 +7,9 @@ use std::process::Command;
 use socklab::event::tcp_state::TcpState;
 use socklab::event::{Body, Event, Lane};
 
+#[path = "../util/mod.rs"]
+mod util;
+
 mod backlog;
 mod ephemeral_port;
 mod half_close;

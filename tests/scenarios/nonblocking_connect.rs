@@ -99,6 +99,6 @@ fn nonblocking_connect_returns_einprogress_and_so_error_tells_the_outcome() {
             "the refused SYN is answered by RST|ACK: {flags:?}"
         );
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

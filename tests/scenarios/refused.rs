@@ -14,6 +14,6 @@ fn refused_connect_gets_econnrefused_from_an_rst() {
         assert!(r.saw(Client, SynSent), "the tracepoint saw the SYN go out");
         assert_eq!(r.flags(), ["SYN", "RST|ACK"]);
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

@@ -80,6 +80,6 @@ fn reset_gives_econnreset_then_epipe_and_no_time_wait() {
             "{direct:?}"
         );
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

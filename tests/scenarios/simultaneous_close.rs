@@ -104,6 +104,6 @@ fn simultaneous_close_passes_closing_and_leaves_both_in_time_wait() {
         });
         assert!(acked, "the server acknowledged the client's FIN");
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }

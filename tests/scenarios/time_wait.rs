@@ -61,7 +61,7 @@ fn time_wait_on_the_server_port_blocks_a_restart_without_so_reuseaddr() {
         );
         assert!(!flags.iter().any(|f| f.contains("RST")), "{flags:?}");
     } else {
-        println!("tracepoint and packet checks skipped: needs root");
+        crate::util::skip("needs root (the tracepoint and packet checks)");
     }
 }
 

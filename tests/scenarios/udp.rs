@@ -66,6 +66,6 @@ fn udp_keeps_boundaries_has_no_states_and_reports_icmp() {
             "{packets:?}"
         );
     } else {
-        println!("packet checks skipped: needs root");
+        crate::util::skip("needs root (the packet checks)");
     }
 }

@@ -29,7 +29,7 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
-/// `python3` from PATH, if there is one.
+/// `python3` from PATH, if there is one (else the caller skips: see [`skip`]).
 pub fn python3() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -295,6 +295,49 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Says why a test, or a part of it, does not run here: on stdout, and in the skip log that
+/// `make test` sums up at its end (`$SOCKLAB_SKIP_LOG`, else `skips.log` in cargo's
+/// target/tmp). Keep `why` short and the same for the same cause: the summary groups by it.
+pub fn skip(why: &str) {
+    println!("skipped: {why}");
+    let test = thread::current().name().unwrap_or("?").to_string();
+    let log = std::env::var_os("SOCKLAB_SKIP_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("skips.log"));
+    let line = format!(
+        "{}::{test}\t{}\n",
+        env!("CARGO_CRATE_NAME"),
+        why.replace(['\n', '\t'], " ")
+    );
+    // One short write to a file opened for appending: lines of parallel tests do not mix.
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+    {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// A tool as socklab looks for it: on PATH, then in the sbin directories an ordinary user's
+/// PATH may lack.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// True when `name` is installed; else skips, naming the Debian package that brings it.
+pub fn have_tool(name: &str, package: &str) -> bool {
+    let found = tool(name).is_some();
+    if !found {
+        skip(&format!("{name} is not installed (package {package})"));
+    }
+    found
+}
+
 /// The socklab tracefs instances of process `pid` (`socklab-<pid>` and `socklab-<pid>-N`).
 pub fn instances_of(pid: u32) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/sys/kernel/tracing/instances") else {
@@ -342,7 +385,7 @@ pub fn processes() -> Vec<(u32, Vec<String>)> {
 macro_rules! skip_unless_root {
     ($why:expr) => {
         if !$crate::util::is_root() {
-            println!("skipped: {}", $why);
+            $crate::util::skip($why);
             return;
         }
     };
@@ -394,8 +437,8 @@ pub fn tcpdump_count(path: &Path) -> Option<usize> {
         .output()
     {
         Ok(out) => out,
-        Err(e) => {
-            println!("tcpdump check skipped: cannot run tcpdump ({e}); apt-get install tcpdump");
+        Err(_) => {
+            skip("tcpdump is not installed (package tcpdump): pcap files not read back");
             return None;
         }
     };
@@ -403,7 +446,7 @@ pub fn tcpdump_count(path: &Path) -> Option<usize> {
     let err = String::from_utf8_lossy(&out.stderr);
     if err.contains("Couldn't change to") {
         // As (namespace) root it switches to its own user, which a user namespace lacks.
-        println!("tcpdump check skipped: tcpdump cannot switch user here: {err}");
+        skip(&format!("tcpdump cannot switch user here: {}", err.trim()));
         return None;
     }
     assert!(out.status.success(), "tcpdump -r failed: {err}");
