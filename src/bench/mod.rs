@@ -240,6 +240,22 @@ pub enum Subject {
     Compare,
 }
 
+impl Subject {
+    /// `--target HOST:PORT`: an echo server's address (`[::1]:7000` too; a name is resolved).
+    pub fn target(t: &str) -> Result<Subject, Error> {
+        let (host, port) = t.rsplit_once(':').ok_or_else(|| {
+            Error::Usage(format!(
+                "--target '{t}' needs HOST:PORT (e.g. 127.0.0.1:7000)"
+            ))
+        })?;
+        let port = port
+            .parse()
+            .map_err(|_| Error::Usage(format!("--target '{t}': '{port}' is not a port")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        Ok(Subject::Target(crate::net::resolve(host, port)?))
+    }
+}
+
 /// How a benchmark runs.
 #[derive(Debug, Clone)]
 pub struct BenchConfig {

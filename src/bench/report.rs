@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::load::Histogram;
+use crate::error::Error;
 
 /// RR: request/response on long-lived connections.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -231,6 +232,21 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     /// Remarks: what was skipped and why.
     pub notes: Vec<String>,
+}
+
+impl Report {
+    /// An error naming the first server whose bulk echo came back different, if any.
+    pub fn check_bulk(&self) -> Result<(), Error> {
+        match self.runs.iter().find_map(|r| {
+            let b = r.bulk.as_ref()?;
+            (!b.verified).then(|| (r.label.clone(), b.mismatch.clone().unwrap_or_default()))
+        }) {
+            Some((label, why)) => Err(Error::Other(format!(
+                "bulk: {label} did not echo every byte as sent: {why}"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Run {

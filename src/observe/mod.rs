@@ -6,11 +6,17 @@
 //! of every TCP state change, root), [`poll_diag`] (sock_diag snapshots diffed, the fallback
 //! without root), [`capture`] (packets on loopback, root or CAP_NET_RAW) and [`sysctl`] (the
 //! kernel settings the notes quote). [`watch`] is the loop behind `socklab watch`.
+//!
+//! A run's observers share one interface ([`observer::Observer`], started by an
+//! [`observer::Source`]); [`sources`] wraps the modules above in it, and [`session`] starts
+//! them as tiers (a primary and its fallbacks) and merges what they saw.
 
 pub mod capture;
+pub mod observer;
 pub mod poll_diag;
 pub mod session;
 pub mod sock_diag;
+pub mod sources;
 pub mod sysctl;
 pub mod tcp_info;
 pub mod tracepoint;

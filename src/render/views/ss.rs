@@ -52,6 +52,19 @@ pub fn table(entries: &[SockEntry]) -> String {
     out
 }
 
+/// The snapshot as `socklab ss` prints it: JSON lines with `json`, else [`table`].
+pub fn render(entries: &[SockEntry], json: bool) -> String {
+    if !json {
+        return table(entries);
+    }
+    let mut text = String::new();
+    for e in entries {
+        text.push_str(&serde_json::to_string(e).expect("entries serialize"));
+        text.push('\n');
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
