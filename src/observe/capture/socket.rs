@@ -77,7 +77,7 @@ pub struct Capture {
 
 impl Capture {
     /// Opens an AF_PACKET socket on `lo` keeping the packets of `ports` (see
-    /// [`bpf_program`]) and starts reading; with `pcap`, also writes them to that file
+    /// [`bpf_program`](super::bpf_program)) and starts reading; with `pcap`, also writes them to that file
     /// (LINKTYPE_RAW, nanosecond kernel timestamps).
     ///
     /// Not one syscall: socket, setsockopt (filter, timestamps, buffer), bind, then a thread.
