@@ -1,4 +1,8 @@
-//! Rendering events: aligned human lines, or JSON lines for machines.
+//! Rendering events, in two parts:
+//! - [`live`]: the sinks during the run (aligned human lines, or JSON lines for machines);
+//! - [`views`]: the after-the-run views of a finished timeline (diagram, SVG, HTML, `ss`).
+//!
+//! [`present`] picks the view a command asked for.
 
 pub mod live;
 pub mod present;

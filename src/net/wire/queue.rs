@@ -69,7 +69,7 @@ fn raw_seq(ip_packet: &[u8]) -> Option<u32> {
 
 /// `SYN seq=0 127.0.0.1:40000 > 127.0.0.1:1060`: the packet as the live lines show it.
 pub fn short(p: &Packet) -> String {
-    let label = crate::render::views::diagram::packet_label(p);
+    let label = crate::render::views::sequence::packet_label(p);
     format!("{label} {} > {}", p.src, p.dst)
 }
 
