@@ -1,21 +1,21 @@
 //! Where each held packet's verdict comes from: the prompt on stdin, a delay or a script.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::pace::{Pace, Verdict, parse_answer};
 use super::{MAX_HOLD, POLL};
 use crate::course::notes;
+use crate::render::prompt::{Input, LineReader};
 use crate::sys::ffi;
 
 /// Where verdicts come from.
 pub(super) enum Source {
-    /// Lines from stdin, read by a thread of their own (started at the first hold).
-    Stdin(Option<Receiver<String>>),
+    /// Lines from stdin.
+    Stdin(LineReader),
     Delay(Duration),
     Script(VecDeque<Verdict>),
 }
@@ -31,7 +31,7 @@ pub(super) fn how_text(v: Verdict, why: &str) -> String {
 impl Source {
     pub(super) fn new(pace: Pace) -> Source {
         match pace {
-            Pace::Interactive => Source::Stdin(None),
+            Pace::Interactive => Source::Stdin(LineReader::default()),
             Pace::Delay(d) => Source::Delay(d),
             Pace::Script(v) => Source::Script(v.into()),
         }
@@ -62,8 +62,7 @@ impl Source {
                 ),
                 |v| (v, notes::text("wire.how.script", &[])),
             )),
-            Source::Stdin(rx) => {
-                let rx = rx.get_or_insert_with(stdin_lines);
+            Source::Stdin(stdin) => {
                 prompt();
                 let end = Instant::now() + MAX_HOLD;
                 loop {
@@ -81,8 +80,8 @@ impl Source {
                             ),
                         ));
                     }
-                    match rx.recv_timeout(Duration::from_millis(20)) {
-                        Ok(line) => {
+                    match stdin.poll(Duration::from_millis(20)) {
+                        Input::Line(line) => {
                             if !std::io::stdin().is_terminal() {
                                 eprintln!();
                             }
@@ -97,8 +96,9 @@ impl Source {
                             };
                             return Some((v, notes::text("wire.how.key", &[("key", key.into())])));
                         }
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => {
+                        // Ctrl-C: seen at the top of the loop.
+                        Input::Nothing | Input::Interrupted => {}
+                        Input::Eof => {
                             eprintln!();
                             return Some((Verdict::ReleaseRest, notes::text("wire.how.eof", &[])));
                         }
@@ -113,24 +113,6 @@ fn prompt() {
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "  {}", notes::text("wire.prompt", &[]));
     let _ = err.flush();
-}
-
-/// A thread that sends each stdin line; the channel closes at end of input. It may stay
-/// blocked in read() until the process exits: stdin is the demo's alone (its children get
-/// /dev/null), and nothing else reads it.
-fn stdin_lines() -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let _ = thread::Builder::new()
-        .name("socklab-wire-stdin".into())
-        .spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    rx
 }
 
 #[cfg(test)]

@@ -4,11 +4,10 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{
-    Answer, Input, LineReader, MAX_PAUSE, Pace, block, end_prompt, parse_answer, print, snapshot,
-};
+use super::{Answer, MAX_PAUSE, Pace, block, end_prompt, parse_answer, print, snapshot};
 use crate::course::notes;
 use crate::event::{Event, Role};
+use crate::render::prompt::{Input, LineReader};
 
 /// What the demo does to let a paused child go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

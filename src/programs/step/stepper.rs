@@ -7,12 +7,13 @@ use std::time::Instant;
 use nix::errno::Errno;
 
 use super::{
-    Answer, LineReader, MAX_PAUSE, MAX_REMOTE_PAUSE, PORT, Pace, StepConfig, block, call_text,
-    end_prompt, print, sleep_unless_interrupted, snapshot, wait_answer,
+    Answer, MAX_PAUSE, MAX_REMOTE_PAUSE, PORT, Pace, StepConfig, block, call_text, end_prompt,
+    print, sleep_unless_interrupted, snapshot, wait_answer,
 };
 use crate::course::notes;
 use crate::event::Role;
 use crate::event::record;
+use crate::render::prompt::LineReader;
 use crate::sys::ffi;
 
 /// The pause as the hook runs it, in the process that makes the calls.
