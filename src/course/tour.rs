@@ -6,15 +6,15 @@
 //! the whole process group; a `kill -INT` of the tour alone is forwarded), the tour waits for
 //! it, says where it stopped and how to go on from there.
 
-use std::io::{self, BufRead};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::course::notes;
 use crate::error::Error;
+use crate::render::prompt::{Input, LineReader};
 use crate::render::write_or_exit;
 use crate::sys::ffi;
 
@@ -147,32 +147,6 @@ fn say(text: &str) {
     write_or_exit(&mut io::stdout().lock(), text.as_bytes(), true);
 }
 
-/// Lines from stdin, read by a thread so that a wait for Enter can notice Ctrl-C (a read
-/// interrupted by a signal is retried by std, so the main thread must not block in it).
-/// `None` once stdin is at its end or unreadable.
-fn stdin_lines() -> Receiver<Option<String>> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let stdin = io::stdin();
-        let mut lock = stdin.lock();
-        loop {
-            let mut line = String::new();
-            match lock.read_line(&mut line) {
-                Ok(0) | Err(_) => {
-                    let _ = tx.send(None);
-                    return;
-                }
-                Ok(_) => {
-                    if tx.send(Some(line)).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    rx
-}
-
 /// How a pause ended.
 enum Pause {
     Next,
@@ -181,7 +155,7 @@ enum Pause {
 
 struct Pauser {
     delay: Option<Duration>,
-    lines: Option<Receiver<Option<String>>>,
+    stdin: LineReader,
     at_eof: bool,
 }
 
@@ -197,16 +171,15 @@ impl Pauser {
         if self.at_eof {
             return Pause::Next;
         }
-        let lines = self.lines.get_or_insert_with(stdin_lines);
         // Enter pressed while the stop ran does not skip this pause.
         loop {
-            match lines.try_recv() {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(TryRecvError::Disconnected) => {
+            match self.stdin.poll(Duration::ZERO) {
+                Input::Line(_) => {}
+                Input::Eof => {
                     self.at_eof = true;
                     return Pause::Next;
                 }
-                Err(TryRecvError::Empty) => break,
+                Input::Nothing | Input::Interrupted => break,
             }
         }
         say(&format!(
@@ -218,20 +191,20 @@ impl Pauser {
                 say("\n");
                 return Pause::Interrupted;
             }
-            let got = lines.recv_timeout(Duration::from_millis(50));
+            let got = self.stdin.poll(Duration::from_millis(50));
             // A Ctrl-C during the wait wins over a line or an EOF that came with it.
             if ffi::interrupted() {
                 say("\n");
                 return Pause::Interrupted;
             }
             match got {
-                Ok(Some(_)) => return Pause::Next,
-                Ok(None) | Err(RecvTimeoutError::Disconnected) => {
+                Input::Line(_) => return Pause::Next,
+                Input::Eof => {
                     self.at_eof = true;
                     say("\n");
                     return Pause::Next;
                 }
-                Err(RecvTimeoutError::Timeout) => {}
+                Input::Nothing | Input::Interrupted => {}
             }
         }
     }
@@ -429,7 +402,7 @@ pub fn run(cfg: &TourConfig) -> Result<(), Error> {
     let total = STOPS.len();
     let mut pauser = Pauser {
         delay: cfg.step_delay,
-        lines: None,
+        stdin: LineReader::default(),
         at_eof: false,
     };
     let mut failed = Vec::new();

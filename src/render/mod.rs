@@ -1,7 +1,14 @@
-//! Rendering events: aligned human lines, or JSON lines for machines.
+//! Rendering events, in two parts:
+//! - [`live`]: the sinks during the run (aligned human lines, or JSON lines for machines);
+//! - [`views`]: the after-the-run views of a finished timeline (diagram, SVG, HTML, `ss`).
+//!
+//! [`prompt`] reads the user's answers during the run (step mode, the wire, the tour).
+//!
+//! [`present`] picks the view a command asked for.
 
 pub mod live;
 pub mod present;
+pub mod prompt;
 pub mod views;
 
 use std::io::{self, Write};

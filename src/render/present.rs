@@ -9,6 +9,7 @@ use crate::event::Event;
 
 use super::live::human::format_event;
 use super::views::diagram::{self, DiagramOptions};
+use super::views::html;
 use super::views::svg::{self, SvgOptions};
 use super::write_or_exit;
 
@@ -59,7 +60,7 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
             write_file(path, &svg::svg(shown.events, &opts))?;
         }
         if let Some(path) = &view.html {
-            write_file(path, &svg::html(shown.events, &opts))?;
+            write_file(path, &html::html(shown.events, &opts))?;
         }
     }
     let mut text = String::new();
