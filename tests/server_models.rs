@@ -611,7 +611,9 @@ fn epoll_holds_thousands_of_idle_connections() {
 fn echo_reads_64_kib_and_reply_the_seeds_1024_by_default() {
     for (mode, sent) in [("echo", 256 << 10), ("reply", 4000)] {
         let mut cmd = Command::new(socklab_exe());
-        cmd.args(["--json", "server", "--mode", mode, "-p", "0", "--count", "1"]);
+        cmd.args([
+            "--json", "server", "--mode", mode, "-p", "0", "--count", "1",
+        ]);
         let mut proc = Proc::spawn(cmd);
         let addr = proc.wait_listening();
         let mut s = connect(addr);

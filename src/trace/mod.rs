@@ -24,10 +24,12 @@ use crate::error::Error;
 use crate::event::{Body, Event, Syscall};
 use crate::render::live::human::{call_text, result_text};
 
-/// The calls strace is asked to show: everything a wrapper can make, plus what is needed to
-/// tell descriptors apart (`openat`) and to follow processes (`clone`, `execve`).
-pub const TRACED_CALLS: &str =
-    "%network,read,write,close,fcntl,poll,ppoll,openat,clone,clone3,fork,vfork,execve";
+/// The calls strace is asked to show (`-e trace=`): everything a wrapper can make, plus what
+/// is needed to tell descriptors apart (`openat`) and to follow processes (`clone`, `execve`),
+/// from [`crate::sys::CALLS`].
+pub fn traced_calls() -> String {
+    crate::sys::table::strace_filter()
+}
 
 /// What to say when strace is not there.
 pub const INSTALL_HINT: &str = "strace is not installed: install it with \
@@ -993,7 +995,7 @@ pub fn run(target: &Target, log: &Path) -> Result<Traced, Error> {
     let mut cmd = Command::new("strace");
     cmd.args(["-f", "-yy", "-o"])
         .arg(log)
-        .args(["-e", &format!("trace={TRACED_CALLS}"), "--"]);
+        .args(["-e", &format!("trace={}", traced_calls()), "--"]);
     match target {
         Target::Demo { exe, probe } => {
             cmd.arg(exe).arg("--json");
