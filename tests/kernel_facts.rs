@@ -401,3 +401,69 @@ fn wrappers_work_with_logging_off() {
     }
     assert!(log.events.events().is_empty(), "nothing recorded while off");
 }
+
+/// Every wrapper, once: each event names a row of `sys::CALLS` that says it has a wrapper,
+/// with arguments from that row, and every such row has a wrapper here. A new wrapper belongs
+/// in this list.
+#[test]
+fn every_wrapper_logs_its_row_of_the_table() {
+    use std::collections::BTreeSet;
+    use std::net::UdpSocket;
+
+    use nix::poll::{PollFd, PollFlags};
+    use socklab::sys::{EpollCreateFlags, EpollCtl, EpollEvent, EpollFlags, ForkResult, Signal};
+
+    let log = Logged::start();
+    let (l, addr) = listener(1);
+    let c = connected(addr);
+    let (s, _) = sys::accept4(&l, Flags::SOCK_CLOEXEC).unwrap();
+    sys::getpeername(&c).unwrap();
+    sys::setsockopt(&c, sys::SockOpt::TcpNoDelay(true)).unwrap();
+    sys::so_error(&c).unwrap();
+    sys::tcp_info(&c).unwrap();
+    sys::set_nonblocking(&s, true).unwrap();
+    sys::write(&c, b"a").unwrap();
+    sys::send(&c, b"b", sys::Msg::empty()).unwrap();
+    let mut fds = [PollFd::new(s.as_fd(), PollFlags::POLLIN)];
+    sys::poll(&mut fds, 1000).unwrap();
+    let mut buf = [0u8; 8];
+    eventually("both bytes", || {
+        sys::recv(&s, &mut buf, sys::Msg::MSG_PEEK).unwrap_or(0) == 2
+    });
+    sys::read(&s, &mut buf[..1]).unwrap();
+    sys::recvfrom(&s, &mut buf).unwrap();
+    sys::shutdown(&c, How::Both).unwrap();
+
+    let ep = sys::epoll_create1(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+    sys::epoll_ctl(&ep, EpollCtl::Add(EpollFlags::EPOLLIN), &s, 7).unwrap();
+    let mut events = [EpollEvent::empty(); 4];
+    sys::epoll_wait(&ep, &mut events, 0).unwrap();
+
+    let peer = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let u = sys::socket(Domain::Inet, Type::Datagram, Flags::SOCK_CLOEXEC).unwrap();
+    sys::sendto(&u, b"u", peer.local_addr().unwrap()).unwrap();
+
+    match sys::fork().unwrap() {
+        ForkResult::Child => sys::ffi::exit_now(0),
+        ForkResult::Parent { child } => {
+            // A child that has already exited is a zombie until waited for: kill still finds it.
+            sys::kill(child, Signal::SIGKILL).unwrap();
+            sys::waitpid(Some(child), false).unwrap();
+        }
+    }
+    drop(ep);
+    for fd in [u, s, c, l] {
+        sys::close(fd).unwrap();
+    }
+
+    let calls = log.take_calls();
+    let seen: BTreeSet<&str> = calls.iter().map(|(_, sc)| &*sc.name).collect();
+    let wrapped: BTreeSet<&str> = sys::table::wrapped_names().collect();
+    assert_eq!(seen, wrapped, "events vs. rows with a wrapper");
+    for (_, sc) in &calls {
+        let row = sys::table::find(&sc.name).unwrap();
+        for (k, _) in sc.args.iter() {
+            assert!(row.arg(k).is_some(), "{}: {k} is not in its row", sc.name);
+        }
+    }
+}

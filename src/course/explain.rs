@@ -389,14 +389,22 @@ mod tests {
     }
 
     #[test]
-    fn every_logged_syscall_has_a_topic() {
-        let names = crate::sys::logged_names();
+    fn every_wrapped_syscall_has_a_topic_with_texts_in_every_language() {
+        let names: Vec<_> = crate::sys::table::wrapped_names().collect();
         assert!(names.contains(&"accept4"), "{names:?}");
         for n in names {
-            assert!(
-                find(n).iter().any(|t| t.kind == Kind::Syscall),
-                "no topic for the syscall {n}"
-            );
+            let topic = find(n).into_iter().find(|t| t.kind == Kind::Syscall);
+            let Some(topic) = topic else {
+                panic!("no topic for the syscall {n}");
+            };
+            for lang in notes::languages() {
+                let c = notes::Catalogue::builtin(lang).unwrap();
+                assert!(
+                    c.messages.contains_key(&topic.key()),
+                    "{lang}: no {}",
+                    topic.key()
+                );
+            }
         }
     }
 

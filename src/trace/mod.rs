@@ -30,7 +30,9 @@ pub use pair::{Label, Pairing, pair};
 pub use parse::{CallKey, StraceCall, parse_strace};
 pub use run::{INSTALL_HINT, Target, Traced, command, run, strace_version};
 
-/// The calls strace is asked to show: everything a wrapper can make, plus what is needed to
-/// tell descriptors apart (`openat`) and to follow processes (`clone`, `execve`).
-pub const TRACED_CALLS: &str =
-    "%network,read,write,close,fcntl,poll,ppoll,openat,clone,clone3,fork,vfork,execve";
+/// The calls strace is asked to show (`-e trace=`): everything a wrapper can make, plus what
+/// is needed to tell descriptors apart (`openat`) and to follow processes (`clone`, `execve`),
+/// from [`crate::sys::CALLS`].
+pub fn traced_calls() -> String {
+    crate::sys::table::strace_filter()
+}

@@ -4,7 +4,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::TRACED_CALLS;
+use super::traced_calls;
 use super::pair::pair;
 use super::parse::{StraceCall, parse_strace};
 use crate::error::Error;
@@ -82,7 +82,7 @@ pub fn run(target: &Target, log: &Path) -> Result<Traced, Error> {
     let mut cmd = Command::new("strace");
     cmd.args(["-f", "-yy", "-o"])
         .arg(log)
-        .args(["-e", &format!("trace={TRACED_CALLS}"), "--"]);
+        .args(["-e", &format!("trace={}", traced_calls()), "--"]);
     match target {
         Target::Demo { exe, probe } => {
             cmd.arg(exe).arg("--json");

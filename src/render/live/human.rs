@@ -20,7 +20,7 @@ pub fn call_text(sc: &Syscall) -> String {
 /// The call before it returned: `connect(3, 127.0.0.1:1060)` without the data the call
 /// produced (what a read got is not known at its start).
 pub fn call_head(sc: &Syscall) -> String {
-    render_call(sc, |k| !is_output_arg(&sc.name, k))
+    render_call(sc, |k| !crate::sys::table::is_output_arg(&sc.name, k))
 }
 
 fn render_call(sc: &Syscall, keep: impl Fn(&str) -> bool) -> String {
@@ -36,16 +36,6 @@ fn render_call(sc: &Syscall, keep: impl Fn(&str) -> bool) -> String {
         })
         .collect();
     format!("{}({})", sc.name, args.join(", "))
-}
-
-/// True for an argument the kernel fills in (what a read got, the peer accept4 returned).
-fn is_output_arg(call: &str, arg: &str) -> bool {
-    match arg {
-        "data" => matches!(call, "read" | "recvfrom"),
-        "addr" => matches!(call, "accept4" | "recvfrom" | "getsockname" | "getpeername"),
-        "optval" => call == "getsockopt",
-        _ => false,
-    }
 }
 
 /// ` = 3`, or ` = -1 ECONNREFUSED`.
