@@ -4,9 +4,9 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::traced_calls;
 use super::pair::pair;
 use super::parse::{StraceCall, parse_strace};
+use super::traced_calls;
 use crate::error::Error;
 use crate::event::Event;
 
