@@ -10,6 +10,7 @@
 //! Children, threads and execs are followed (`PTRACE_O_TRACEFORK`, `..CLONE`, `..VFORK`,
 //! `..EXEC`), and `PTRACE_O_EXITKILL` ends them all if the lab itself dies.
 
+pub mod args;
 pub mod decode;
 pub mod fds;
 pub mod seccomp;
@@ -148,6 +149,16 @@ impl Stopped<'_> {
             process_vm_readv(self.pid, &mut [std::io::IoSliceMut::new(&mut buf)], &remote).ok()?;
         buf.truncate(n);
         Some(buf)
+    }
+}
+
+impl args::Memory for Stopped<'_> {
+    fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        Stopped::read(self, addr, len)
+    }
+
+    fn cmdline(&self) -> Option<Vec<u8>> {
+        std::fs::read(format!("/proc/{}/cmdline", self.pid)).ok()
     }
 }
 

@@ -1,0 +1,1041 @@
+//! A traced call's arguments, decoded from its registers and the tracee's memory into the
+//! event `args` the lab's own wrappers log for the same call: the same names, in the order of
+//! the call's row in [`CALLS`](crate::sys::CALLS), the same spellings (`AF_INET`,
+//! `127.0.0.1:8080`, the data preview). Calls without a wrapper are spelled as strace would,
+//! in the lab's style.
+//!
+//! Read first: `sys/table.rs` (one [`Kind`] per argument), strace's `src/net.c` (the same
+//! decoders), process_vm_readv(2).
+//!
+//! Decoding runs at the exit stop: what the kernel filled (`Dir::Out`) is read only when the
+//! call succeeded, and a buffer only up to what it returned. Nothing here panics on a bad
+//! pointer or length: a NULL pointer reads `NULL`, an unreadable one as the wrappers show a
+//! missing value (an empty string, which the human sink prints as `?`), lengths are capped.
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use super::decode;
+use crate::event::Args;
+use crate::event::tcp_state::TcpState;
+use crate::sys::names;
+use crate::sys::table::{Arg, CallSpec, Dir, Kind};
+
+/// The most bytes read for one argument.
+pub const MAX_READ: usize = 64 * 1024;
+
+/// The longest path read (`PATH_MAX`).
+const MAX_PATH: usize = 4096;
+
+/// How many strings of an argv are shown before `...`.
+const ARGV_SHOWN: usize = 32;
+
+/// How many iovecs of a msghdr are shown before `...`.
+const IOV_SHOWN: usize = 4;
+
+/// How many ready events an `epoll_wait` event lists before `...` (as the wrapper).
+const EPOLL_EVENTS_SHOWN: usize = 8;
+
+/// `sizeof(struct sockaddr_storage)`: the longest address read.
+const SOCKADDR_MAX: usize = 128;
+
+/// Read access to a stopped tracee's memory.
+pub trait Memory {
+    /// Up to `len` bytes at `addr` (fewer when the mapping ends first), or `None` when
+    /// nothing there can be read.
+    fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>>;
+
+    /// The process's argv after a successful execve (`/proc/PID/cmdline`): the old image's
+    /// memory, where execve's arguments were, is gone at its exit stop.
+    fn cmdline(&self) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+/// Every argument of the call `spec` made with registers `raw` that returned `ret` (-1 on
+/// failure), named and spelled as the lab's wrapper for that call logs it. Lengths (`Len`,
+/// `LenPtr`) are folded into their buffer or address and not shown on their own.
+pub fn decode(spec: &CallSpec, raw: &[u64; 6], ret: i64, mem: &dyn Memory) -> Args {
+    let cx = Cx {
+        spec,
+        raw,
+        ret,
+        mem,
+    };
+    let mut args = Args::with_capacity(spec.args.len());
+    for (k, a) in order(spec) {
+        if let Some(v) = cx.value(k, a) {
+            args.insert(a.name, v);
+        }
+    }
+    args
+}
+
+/// The row's arguments in the order they are shown: register order, except clone's stack
+/// before its flags (as strace and the fork wrapper print them).
+fn order(spec: &CallSpec) -> Vec<(usize, &'static Arg)> {
+    let mut v: Vec<_> = spec.args.iter().enumerate().collect();
+    if spec.name == "clone" && v.len() >= 2 {
+        v.swap(0, 1);
+    }
+    v
+}
+
+/// The descriptor the event is about, as the wrappers choose it: the new one for calls that
+/// make one (`socket`, `accept`, `accept4`, `epoll_create1`, `openat`), else the first `Fd`
+/// argument; `None` for calls about no descriptor. A failed accept is about its listener.
+/// poll's first descriptor is in memory: see [`fd_with`].
+pub fn fd_of(spec: &CallSpec, raw: &[u64; 6], ret: i64) -> Option<i32> {
+    let first = || {
+        spec.args
+            .iter()
+            .position(|a| a.kind == Kind::Fd)
+            .map(|k| raw[k] as i32)
+    };
+    match spec.name {
+        "socket" | "epoll_create1" | "openat" => (ret >= 0).then_some(ret as i32),
+        "accept" | "accept4" if ret >= 0 => Some(ret as i32),
+        _ => first(),
+    }
+}
+
+/// [`fd_of`], and for poll and ppoll the first `pollfd`'s descriptor, read from memory (the
+/// poll wrapper's event is about it).
+pub fn fd_with(spec: &CallSpec, raw: &[u64; 6], ret: i64, mem: &dyn Memory) -> Option<i32> {
+    match spec.name {
+        "poll" | "ppoll" if raw[1] > 0 => {
+            let b = read_exact(mem, raw[0], 4)?;
+            Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+        }
+        _ => fd_of(spec, raw, ret),
+    }
+}
+
+/// The descriptors a successful call made: socket's, accept's, epoll_create1's, openat's,
+/// dup's and fcntl F_DUPFD's result, socketpair's two.
+pub fn new_fds(spec: &CallSpec, raw: &[u64; 6], ret: i64, mem: &dyn Memory) -> Vec<i32> {
+    if ret < 0 {
+        return Vec::new();
+    }
+    match spec.name {
+        "socket" | "accept" | "accept4" | "epoll_create1" | "openat" | "dup" | "dup2" | "dup3" => {
+            vec![ret as i32]
+        }
+        "fcntl" if matches!(raw[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => {
+            vec![ret as i32]
+        }
+        "socketpair" => fd_pair(mem, raw[3]).map_or_else(Vec::new, |p| p.to_vec()),
+        _ => Vec::new(),
+    }
+}
+
+/// One call being decoded.
+struct Cx<'a> {
+    spec: &'a CallSpec,
+    raw: &'a [u64; 6],
+    ret: i64,
+    mem: &'a dyn Memory,
+}
+
+impl Cx<'_> {
+    fn ok(&self) -> bool {
+        self.ret >= 0
+    }
+
+    /// Register `k` (0 when the row has no such argument).
+    fn reg(&self, k: u8) -> u64 {
+        self.raw.get(usize::from(k)).copied().unwrap_or(0)
+    }
+
+    /// The value of argument `k`, or `None` when it is not shown on its own.
+    fn value(&self, k: usize, a: &Arg) -> Option<Value> {
+        let r = self.raw[k];
+        let out = a.dir == Dir::Out;
+        Some(match a.kind {
+            Kind::Len | Kind::LenPtr => return None,
+            Kind::Fd | Kind::Int | Kind::Pid => Value::from(r as i32),
+            Kind::DirFd if r as i32 == libc::AT_FDCWD => s("AT_FDCWD"),
+            Kind::DirFd => Value::from(r as i32),
+            Kind::Count if a.name == "maxevents" => Value::from(r as i32),
+            Kind::Count => Value::from(r),
+            Kind::Ptr => s(ptr(r)),
+            Kind::Buf { count } => s(self.buf(r, self.reg(count), out)),
+            Kind::Sockaddr { len } => s(self.sockaddr(r, self.reg(len))),
+            Kind::SockaddrOut { len } => s(self.sockaddr_out(r, self.reg(len))),
+            Kind::Domain => s(domain(r as i32)),
+            Kind::SockType => s(sock_type(r as u32)),
+            Kind::Protocol => s(protocol(r as i32)),
+            Kind::SockFlags => s(flags(u64::from(r as u32), SOCK_FLAGS)),
+            Kind::FdPair => s(self.fd_pair(r)),
+            Kind::Shutdown => s(shutdown(r as i32)),
+            Kind::MsgFlags => s(flags(u64::from(r as u32), MSG_FLAGS)),
+            Kind::Msghdr => s(self.msghdr(r)),
+            Kind::SockLevel => s(level(r as i32)),
+            Kind::SockOptName { level } => s(optname(self.reg(level) as i32, r as i32)),
+            Kind::SockOptVal { level, name, len } => self.optval(
+                r,
+                self.reg(level) as i32,
+                self.reg(name) as i32,
+                self.reg(len),
+                out,
+            ),
+            Kind::FcntlCmd => s(fcntl_cmd(r as i32)),
+            Kind::FcntlArg { cmd } => fcntl_arg(self.reg(cmd) as i32, r)?,
+            Kind::OpenFlags if self.spec.name == "openat" => s(open_flags(r as u32)),
+            Kind::OpenFlags => s(flags(u64::from(r as u32), O_FLAGS)),
+            Kind::Mode => {
+                let fl = self
+                    .spec
+                    .args
+                    .iter()
+                    .position(|a| a.kind == Kind::OpenFlags);
+                let fl = fl.map_or(0, |k| self.raw[k] as i32);
+                if fl & (libc::O_CREAT | libc::O_TMPFILE) == 0 {
+                    return None;
+                }
+                s(format!("0{:03o}", r as u32))
+            }
+            Kind::Path => s(self.path(r)),
+            Kind::Argv => s(self.argv(a.name, r)),
+            Kind::PollFds { nfds } => s(self.pollfds(r, self.reg(nfds))),
+            Kind::Timespec => s(self.timespec(r)),
+            Kind::Sigset { len } => s(self.sigset(r, self.reg(len))),
+            Kind::EpollCreateFlags => s(flags(u64::from(r as u32), EPOLL_CREATE_FLAGS)),
+            Kind::EpollOp => s(epoll_op(r as i32)),
+            Kind::EpollEvent => s(self.epoll_event(r)),
+            Kind::EpollEvents { max } => s(self.epoll_events(r, self.reg(max))),
+            Kind::Signal => s(signal(r as i32)),
+            Kind::WaitStatus => s(self.wait_status(r)),
+            Kind::WaitOptions => s(flags(u64::from(r as u32), WAIT_OPTIONS)),
+            Kind::CloneFlags => s(clone_flags(r)),
+            Kind::CloneArgs { size } => s(self.clone_args(r, self.reg(size))),
+            Kind::CloseRangeFlags => s(flags(u64::from(r as u32), CLOSE_RANGE_FLAGS)),
+        })
+    }
+
+    /// Data at `addr`: what the program passed (`count` bytes), or what the kernel wrote (as
+    /// many as the call returned, nothing when it failed), previewed as the wrappers do.
+    fn buf(&self, addr: u64, count: u64, out: bool) -> String {
+        let n = if out {
+            if !self.ok() {
+                return String::new();
+            }
+            count.min(self.ret as u64)
+        } else {
+            count
+        };
+        preview(self.mem, addr, n)
+    }
+
+    fn sockaddr(&self, addr: u64, len: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        let len = (len as u32 as usize).min(SOCKADDR_MAX);
+        self.mem
+            .read(addr, len)
+            .map(|b| decode::sockaddr(&b))
+            .unwrap_or_default()
+    }
+
+    /// An address the kernel filled, its length at `lenp`. recvfrom's address is optional (a
+    /// stream has none): missing, it reads `NULL`, as the recv/recvfrom wrappers log it.
+    fn sockaddr_out(&self, addr: u64, lenp: u64) -> String {
+        let missing = if self.spec.name == "recvfrom" {
+            "NULL"
+        } else {
+            ""
+        };
+        if addr == 0 {
+            return "NULL".into();
+        }
+        if !self.ok() {
+            return missing.into();
+        }
+        match read_u32(self.mem, lenp) {
+            Some(0) => missing.into(),
+            Some(len) => self.sockaddr(addr, u64::from(len)),
+            None => String::new(),
+        }
+    }
+
+    fn fd_pair(&self, addr: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        match fd_pair(self.mem, addr).filter(|_| self.ok()) {
+            Some([a, b]) => format!("[{a}, {b}]"),
+            None => String::new(),
+        }
+    }
+
+    /// `{msg_name=127.0.0.1:53, msg_iov=[{iov_base="hi", iov_len=2}], msg_iovlen=1,
+    /// msg_controllen=0, msg_flags=0}`; for recvmsg the data up to what it returned, and its
+    /// address and flags as the kernel wrote them.
+    fn msghdr(&self, addr: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        let recv = self.spec.name == "recvmsg";
+        if recv && !self.ok() {
+            return String::new();
+        }
+        let Some(h) = read_exact(self.mem, addr, 56) else {
+            return String::new();
+        };
+        let u64_at = |o: usize| u64::from_ne_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |o: usize| u32::from_ne_bytes(h[o..o + 4].try_into().unwrap_or([0; 4]));
+        let (name, namelen) = (u64_at(0), u32_at(8));
+        let (iov, iovlen) = (u64_at(16), u64_at(24));
+        let (controllen, msg_flags) = (u64_at(40), u32_at(48));
+        let name = if name == 0 {
+            "NULL".to_string()
+        } else if namelen == 0 {
+            String::new()
+        } else {
+            self.sockaddr(name, u64::from(namelen))
+        };
+        // What the data covers: the call's result for recvmsg, every iovec for sendmsg.
+        let mut left = if recv { self.ret as u64 } else { u64::MAX };
+        let mut iovs = Vec::new();
+        for i in 0..iovlen.min(IOV_SHOWN as u64) {
+            let Some(v) = read_exact(self.mem, iov.wrapping_add(16 * i), 16) else {
+                break;
+            };
+            let base = u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8]));
+            let len = u64::from_ne_bytes(v[8..].try_into().unwrap_or([0; 8]));
+            let shown = len.min(left);
+            left -= shown;
+            iovs.push(format!(
+                "{{iov_base=\"{}\", iov_len={len}}}",
+                preview(self.mem, base, shown)
+            ));
+        }
+        if iovlen > IOV_SHOWN as u64 {
+            iovs.push("...".into());
+        }
+        let msg_flags = if recv {
+            flags(u64::from(msg_flags), MSG_FLAGS)
+        } else {
+            msg_flags.to_string()
+        };
+        format!(
+            "{{msg_name={name}, msg_iov=[{}], msg_iovlen={iovlen}, msg_controllen={controllen}, \
+             msg_flags={msg_flags}}}",
+            iovs.join(", ")
+        )
+    }
+
+    /// A socket option's value: a number for the int options, strace's struct spellings for
+    /// the others; the wrappers' texts for SO_ERROR (`ECONNREFUSED`) and TCP_INFO.
+    fn optval(&self, addr: u64, level: i32, name: i32, len: u64, out: bool) -> Value {
+        if addr == 0 {
+            return s("NULL");
+        }
+        let len = if out {
+            if !self.ok() {
+                return s("");
+            }
+            match read_u32(self.mem, len) {
+                Some(n) => n as usize,
+                None => return s(""),
+            }
+        } else {
+            len as u32 as usize
+        };
+        let Some(b) = self.mem.read(addr, len.min(MAX_READ)) else {
+            return s("");
+        };
+        let int = || {
+            b.get(..4)
+                .map(|x| i32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
+        };
+        let long = |o: usize| {
+            b.get(o..o + 8)
+                .map(|x| i64::from_ne_bytes(x.try_into().unwrap_or([0; 8])))
+        };
+        match (level, name) {
+            (libc::SOL_SOCKET, libc::SO_ERROR) => match int() {
+                Some(0) => s("0"),
+                Some(e) => s(names::errno(Errno::from_raw(e))),
+                None => s(""),
+            },
+            (libc::SOL_TCP, libc::TCP_INFO) => {
+                // The wrapper reads at least 100 bytes or fails.
+                let st = b.first().filter(|_| b.len() >= 100);
+                st.and_then(|&n| TcpState::from_linux(n))
+                    .map_or_else(|| s(""), |st| s(format!("{{tcpi_state={st}, ...}}")))
+            }
+            (libc::SOL_TCP, libc::TCP_CONGESTION) => {
+                let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                s(String::from_utf8_lossy(&b[..end]).into_owned())
+            }
+            (libc::SOL_SOCKET, libc::SO_LINGER) if b.len() >= 8 => {
+                let on = i32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                let secs = i32::from_ne_bytes([b[4], b[5], b[6], b[7]]);
+                s(format!("{{l_onoff={on}, l_linger={secs}}}"))
+            }
+            (libc::SOL_SOCKET, libc::SO_RCVTIMEO | libc::SO_SNDTIMEO) if b.len() >= 16 => {
+                s(format!(
+                    "{{tv_sec={}, tv_usec={}}}",
+                    long(0).unwrap_or(0),
+                    long(8).unwrap_or(0)
+                ))
+            }
+            _ if b.len() == 4 => Value::from(int().unwrap_or(0)),
+            _ if b.len() == 1 => Value::from(b[0]),
+            _ => s(format!("\"{}\"", names::preview(&b))),
+        }
+    }
+
+    fn path(&self, addr: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        if self.spec.name == "execve" && self.ok() {
+            // The memory the path was in belongs to the old program.
+            return String::new();
+        }
+        c_string(self.mem, addr, MAX_PATH).unwrap_or_default()
+    }
+
+    /// `["ls", "-l"]` for argv, `[/* 25 vars */]` for envp (as strace abbreviates it).
+    fn argv(&self, name: &str, addr: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        let env = name == "envp";
+        let strings: Vec<String> = if self.spec.name == "execve" && self.ok() {
+            if env {
+                return String::new();
+            }
+            // The old image is gone; the kernel keeps the new argv.
+            let Some(c) = self.mem.cmdline() else {
+                return String::new();
+            };
+            c.split(|&b| b == 0)
+                .take(c.iter().filter(|&&b| b == 0).count())
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect()
+        } else {
+            let mut v = Vec::new();
+            let limit = if env { MAX_READ / 8 } else { ARGV_SHOWN + 1 };
+            // The pointer array in one read; it may end early at the end of a mapping.
+            let table = self.mem.read(addr, 8 * limit).unwrap_or_default();
+            for p in table.chunks_exact(8) {
+                let p = u64::from_ne_bytes(p.try_into().unwrap_or([0; 8]));
+                if p == 0 {
+                    break;
+                }
+                v.push(if env {
+                    String::new()
+                } else {
+                    c_string(self.mem, p, MAX_PATH).unwrap_or_default()
+                });
+            }
+            v
+        };
+        if env {
+            return format!("[/* {} vars */]", strings.len());
+        }
+        let mut shown: Vec<String> = strings
+            .iter()
+            .take(ARGV_SHOWN)
+            .map(|w| format!("\"{}\"", w.escape_debug()))
+            .collect();
+        if strings.len() > ARGV_SHOWN {
+            shown.push("...".into());
+        }
+        format!("[{}]", shown.join(", "))
+    }
+
+    /// `[{fd=3, events=POLLIN, revents=POLLIN}]`, as the poll wrapper prints it.
+    fn pollfds(&self, addr: u64, nfds: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        let n = (nfds as usize).min(MAX_READ / 8);
+        let Some(b) = read_exact(self.mem, addr, n * 8) else {
+            return String::new();
+        };
+        let list: Vec<String> = b
+            .chunks_exact(8)
+            .map(|p| {
+                let fd = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
+                let events = u64::from(u16::from_ne_bytes([p[4], p[5]]));
+                let revents = u64::from(u16::from_ne_bytes([p[6], p[7]]));
+                format!(
+                    "{{fd={fd}, events={}, revents={}}}",
+                    flags(events, POLL_FLAGS),
+                    flags(revents, POLL_FLAGS)
+                )
+            })
+            .collect();
+        let more = if (nfds as usize) > n { ", ..." } else { "" };
+        format!("[{}{more}]", list.join(", "))
+    }
+
+    fn timespec(&self, addr: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        match (read_u64(self.mem, addr), read_u64(self.mem, addr + 8)) {
+            (Some(sec), Some(nsec)) => {
+                format!("{{tv_sec={}, tv_nsec={}}}", sec as i64, nsec as i64)
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// `[INT TERM]`, as strace prints a signal mask.
+    fn sigset(&self, addr: u64, len: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        let len = (len as usize).min(128);
+        let Some(b) = read_exact(self.mem, addr, len) else {
+            return String::new();
+        };
+        let mut sigs = Vec::new();
+        for (i, byte) in b.iter().enumerate() {
+            for bit in 0..8 {
+                if byte & (1 << bit) != 0 {
+                    let n = (i * 8 + bit + 1) as i32;
+                    let name = signal(n);
+                    sigs.push(
+                        name.strip_prefix("SIG")
+                            .map_or(name.clone(), str::to_string),
+                    );
+                }
+            }
+        }
+        format!("[{}]", sigs.join(" "))
+    }
+
+    fn epoll_event(&self, addr: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        read_exact(self.mem, addr, 12)
+            .map(|b| epoll_event_text(&b))
+            .unwrap_or_default()
+    }
+
+    /// The events epoll_wait returned (`[]` when it failed), as the wrapper prints them.
+    fn epoll_events(&self, addr: u64, max: u64) -> String {
+        let n = if self.ok() {
+            (self.ret as u64).min(max as u32 as u64)
+        } else {
+            0
+        };
+        let shown = (n as usize).min(EPOLL_EVENTS_SHOWN);
+        let b = if shown == 0 {
+            Vec::new()
+        } else if addr == 0 {
+            return "NULL".into();
+        } else {
+            match read_exact(self.mem, addr, 12 * shown) {
+                Some(b) => b,
+                None => return String::new(),
+            }
+        };
+        let mut list: Vec<String> = b.chunks_exact(12).map(epoll_event_text).collect();
+        if n as usize > shown {
+            list.push("...".into());
+        }
+        format!("[{}]", list.join(", "))
+    }
+
+    /// `[{WIFEXITED(s) && WEXITSTATUS(s) == 0}]`; empty when the call failed or collected no
+    /// child (WNOHANG), as the wait wrapper logs it.
+    fn wait_status(&self, addr: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        if self.ret <= 0 {
+            return String::new();
+        }
+        read_u32(self.mem, addr)
+            .and_then(|st| WaitStatus::from_raw(Pid::from_raw(self.ret as i32), st as i32).ok())
+            .map(|st| names::wait_status(&st))
+            .unwrap_or_default()
+    }
+
+    /// `{flags=CLONE_VM|..., exit_signal=SIGCHLD, stack=0x..., stack_size=0x...}`.
+    fn clone_args(&self, addr: u64, size: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        let size = (size as usize).min(88);
+        let Some(b) = read_exact(self.mem, addr, size.max(64)) else {
+            return String::new();
+        };
+        let at = |o: usize| u64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+        let sig = at(32);
+        let exit_signal = if sig == 0 {
+            "0".to_string()
+        } else {
+            signal(sig as i32)
+        };
+        format!(
+            "{{flags={}, exit_signal={exit_signal}, stack={}, stack_size={:#x}}}",
+            flags(at(0), CLONE_FLAGS),
+            ptr(at(40)),
+            at(48)
+        )
+    }
+}
+
+fn s(v: impl Into<String>) -> Value {
+    Value::String(v.into())
+}
+
+/// `NULL` or `0x7ffd...`.
+fn ptr(p: u64) -> String {
+    if p == 0 {
+        "NULL".into()
+    } else {
+        format!("{p:#x}")
+    }
+}
+
+/// Exactly `len` bytes at `addr` (not NULL), at most [`MAX_READ`].
+fn read_exact(mem: &dyn Memory, addr: u64, len: usize) -> Option<Vec<u8>> {
+    if addr == 0 || len > MAX_READ {
+        return None;
+    }
+    mem.read(addr, len).filter(|b| b.len() == len)
+}
+
+fn read_u32(mem: &dyn Memory, addr: u64) -> Option<u32> {
+    let b = read_exact(mem, addr, 4)?;
+    Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn read_u64(mem: &dyn Memory, addr: u64) -> Option<u64> {
+    let b = read_exact(mem, addr, 8)?;
+    Some(u64::from_ne_bytes(b.try_into().ok()?))
+}
+
+fn fd_pair(mem: &dyn Memory, addr: u64) -> Option<[i32; 2]> {
+    let b = read_exact(mem, addr, 8)?;
+    Some([
+        i32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        i32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    ])
+}
+
+/// A NUL-terminated string of at most `max` bytes (cut there without a NUL).
+fn c_string(mem: &dyn Memory, addr: u64, max: usize) -> Option<String> {
+    if addr == 0 {
+        return None;
+    }
+    let b = mem.read(addr, max)?;
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    Some(String::from_utf8_lossy(&b[..end]).into_owned())
+}
+
+/// The preview of the `n` bytes at `addr`, reading no more than the preview shows: one byte
+/// past it, so that a longer buffer gets its `...`.
+fn preview(mem: &dyn Memory, addr: u64, n: u64) -> String {
+    let want = (n as usize).min(names::PREVIEW_BYTES + 1);
+    if want == 0 {
+        return names::preview(&[]);
+    }
+    if addr == 0 {
+        return String::new();
+    }
+    mem.read(addr, want)
+        .map(|b| names::preview(&b))
+        .unwrap_or_default()
+}
+
+/// One `struct epoll_event` (12 packed bytes on x86_64).
+fn epoll_event_text(b: &[u8]) -> String {
+    let events = u32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+    let data = u64::from_ne_bytes(b[4..12].try_into().unwrap_or([0; 8]));
+    format!(
+        "{{events={}, data={{u64={data}}}}}",
+        flags(u64::from(events), EPOLL_FLAGS)
+    )
+}
+
+/// `A|B` for the names of `table` whose bits are all set in `bits` (a name covering several
+/// bits first, to win over its parts), then what is left in hex; `0` for no bits.
+fn flags(bits: u64, table: &[(u64, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = bits;
+    for &(f, name) in table {
+        if f != 0 && rest & f == f {
+            if !out.is_empty() {
+                out.push('|');
+            }
+            out.push_str(name);
+            rest &= !f;
+        }
+    }
+    if rest != 0 {
+        if !out.is_empty() {
+            out.push('|');
+        }
+        out.push_str(&format!("{rest:#x}"));
+    }
+    if out.is_empty() {
+        out.push('0');
+    }
+    out
+}
+
+/// A flag table from libc's constants, spelled by their names.
+macro_rules! table {
+    ($($n:ident),* $(,)?) => {
+        &[$((libc::$n as u32 as u64, stringify!($n))),*]
+    };
+}
+
+/// accept4's flags, in the order of [`names::sock_flags`].
+const SOCK_FLAGS: &[(u64, &str)] = table![SOCK_CLOEXEC, SOCK_NONBLOCK];
+
+/// The first five in the order of [`names::msg_flags`], then the rest.
+const MSG_FLAGS: &[(u64, &str)] = table![
+    MSG_PEEK,
+    MSG_DONTWAIT,
+    MSG_WAITALL,
+    MSG_NOSIGNAL,
+    MSG_OOB,
+    MSG_DONTROUTE,
+    MSG_CTRUNC,
+    MSG_TRUNC,
+    MSG_EOR,
+    MSG_CONFIRM,
+    MSG_ERRQUEUE,
+    MSG_MORE,
+    MSG_WAITFORONE,
+    MSG_FASTOPEN,
+    MSG_CMSG_CLOEXEC,
+];
+
+/// The first six in the order of [`names::poll_flags`], then the rest.
+const POLL_FLAGS: &[(u64, &str)] = table![
+    POLLIN, POLLPRI, POLLOUT, POLLERR, POLLHUP, POLLNVAL, POLLRDNORM, POLLRDBAND, POLLWRNORM,
+    POLLWRBAND, POLLRDHUP,
+];
+
+/// The first eight in the order of [`names::epoll_flags`], then the rest.
+const EPOLL_FLAGS: &[(u64, &str)] = table![
+    EPOLLIN,
+    EPOLLPRI,
+    EPOLLOUT,
+    EPOLLERR,
+    EPOLLHUP,
+    EPOLLRDHUP,
+    EPOLLET,
+    EPOLLONESHOT,
+    EPOLLRDNORM,
+    EPOLLRDBAND,
+    EPOLLWRNORM,
+    EPOLLWRBAND,
+    EPOLLMSG,
+    EPOLLWAKEUP,
+    EPOLLEXCLUSIVE,
+];
+
+const EPOLL_CREATE_FLAGS: &[(u64, &str)] = table![EPOLL_CLOEXEC];
+
+const WAIT_OPTIONS: &[(u64, &str)] = table![
+    WNOHANG,
+    WUNTRACED,
+    WCONTINUED,
+    __WNOTHREAD,
+    __WALL,
+    __WCLONE
+];
+
+const CLOSE_RANGE_FLAGS: &[(u64, &str)] = &[(2, "CLOSE_RANGE_UNSHARE"), (4, "CLOSE_RANGE_CLOEXEC")];
+
+/// open(2)'s flags beside the access mode; O_SYNC and O_TMPFILE before the bit they include.
+const O_FLAGS: &[(u64, &str)] = table![
+    O_CREAT,
+    O_EXCL,
+    O_NOCTTY,
+    O_TRUNC,
+    O_APPEND,
+    O_NONBLOCK,
+    O_SYNC,
+    O_DSYNC,
+    O_ASYNC,
+    O_DIRECT,
+    O_LARGEFILE,
+    O_TMPFILE,
+    O_DIRECTORY,
+    O_NOFOLLOW,
+    O_NOATIME,
+    O_CLOEXEC,
+    O_PATH,
+];
+
+/// In bit order, as strace prints them; the exit signal in the low byte is spelled apart.
+const CLONE_FLAGS: &[(u64, &str)] = table![
+    CLONE_VM,
+    CLONE_FS,
+    CLONE_FILES,
+    CLONE_SIGHAND,
+    CLONE_PIDFD,
+    CLONE_PTRACE,
+    CLONE_VFORK,
+    CLONE_PARENT,
+    CLONE_THREAD,
+    CLONE_NEWNS,
+    CLONE_SYSVSEM,
+    CLONE_SETTLS,
+    CLONE_PARENT_SETTID,
+    CLONE_CHILD_CLEARTID,
+    CLONE_DETACHED,
+    CLONE_UNTRACED,
+    CLONE_CHILD_SETTID,
+    CLONE_NEWCGROUP,
+    CLONE_NEWUTS,
+    CLONE_NEWIPC,
+    CLONE_NEWUSER,
+    CLONE_NEWPID,
+    CLONE_NEWNET,
+    CLONE_IO,
+];
+
+/// `CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD`, as the fork wrapper logs glibc's fork.
+fn clone_flags(r: u64) -> String {
+    let sig = (r & 0xff) as i32;
+    let rest = r & !0xff;
+    match (rest, sig) {
+        (_, 0) => flags(rest, CLONE_FLAGS),
+        (0, _) => signal(sig),
+        _ => format!("{}|{}", flags(rest, CLONE_FLAGS), signal(sig)),
+    }
+}
+
+/// openat's flags: the access mode, then the others (`O_RDONLY|O_CLOEXEC`).
+fn open_flags(r: u32) -> String {
+    let mode = match r as i32 & libc::O_ACCMODE {
+        libc::O_RDONLY => "O_RDONLY",
+        libc::O_WRONLY => "O_WRONLY",
+        libc::O_RDWR => "O_RDWR",
+        _ => "O_ACCMODE",
+    };
+    let rest = u64::from(r & !(libc::O_ACCMODE as u32));
+    if rest == 0 {
+        mode.into()
+    } else {
+        format!("{mode}|{}", flags(rest, O_FLAGS))
+    }
+}
+
+/// `AF_INET`, ... as [`names::family`] spells them, or the number.
+fn domain(d: i32) -> String {
+    let name = match d {
+        libc::AF_INET => "AF_INET",
+        libc::AF_INET6 => "AF_INET6",
+        libc::AF_UNIX => "AF_UNIX",
+        libc::AF_NETLINK => "AF_NETLINK",
+        libc::AF_PACKET => "AF_PACKET",
+        libc::AF_UNSPEC => "AF_UNSPEC",
+        libc::AF_BLUETOOTH => "AF_BLUETOOTH",
+        libc::AF_VSOCK => "AF_VSOCK",
+        libc::AF_ALG => "AF_ALG",
+        _ => return d.to_string(),
+    };
+    name.into()
+}
+
+/// `SOCK_STREAM|SOCK_CLOEXEC`, as [`names::sock_type`] spells it: the type, then
+/// SOCK_NONBLOCK and SOCK_CLOEXEC, then unknown bits.
+fn sock_type(r: u32) -> String {
+    let ty = match r as i32 & 0xf {
+        libc::SOCK_STREAM => "SOCK_STREAM".to_string(),
+        libc::SOCK_DGRAM => "SOCK_DGRAM".to_string(),
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET".to_string(),
+        libc::SOCK_RAW => "SOCK_RAW".to_string(),
+        libc::SOCK_RDM => "SOCK_RDM".to_string(),
+        // SOCK_PACKET, obsolete.
+        10 => "SOCK_PACKET".to_string(),
+        t => t.to_string(),
+    };
+    let rest = u64::from(r & !0xf);
+    if rest == 0 {
+        ty
+    } else {
+        format!("{ty}|{}", flags(rest, table![SOCK_NONBLOCK, SOCK_CLOEXEC]))
+    }
+}
+
+/// `IPPROTO_IP` for 0 (the socket wrapper's spelling whatever the domain), `IPPROTO_TCP`, ...
+fn protocol(p: i32) -> String {
+    let name = match p {
+        libc::IPPROTO_IP => "IPPROTO_IP",
+        libc::IPPROTO_TCP => "IPPROTO_TCP",
+        libc::IPPROTO_UDP => "IPPROTO_UDP",
+        libc::IPPROTO_ICMP => "IPPROTO_ICMP",
+        libc::IPPROTO_ICMPV6 => "IPPROTO_ICMPV6",
+        libc::IPPROTO_SCTP => "IPPROTO_SCTP",
+        libc::IPPROTO_RAW => "IPPROTO_RAW",
+        _ => return p.to_string(),
+    };
+    name.into()
+}
+
+fn shutdown(h: i32) -> String {
+    match h {
+        libc::SHUT_RD => "SHUT_RD".into(),
+        libc::SHUT_WR => "SHUT_WR".into(),
+        libc::SHUT_RDWR => "SHUT_RDWR".into(),
+        _ => h.to_string(),
+    }
+}
+
+fn level(l: i32) -> String {
+    let name = match l {
+        libc::SOL_SOCKET => "SOL_SOCKET",
+        libc::SOL_TCP => "SOL_TCP",
+        libc::SOL_IP => "SOL_IP",
+        libc::SOL_IPV6 => "SOL_IPV6",
+        libc::SOL_UDP => "SOL_UDP",
+        _ => return l.to_string(),
+    };
+    name.into()
+}
+
+/// An option's name by its level, as the setsockopt wrapper spells it.
+fn optname(level: i32, name: i32) -> String {
+    macro_rules! pick {
+        ($($n:ident),* $(,)?) => {
+            match name {
+                $(libc::$n => Some(stringify!($n)),)*
+                _ => None,
+            }
+        };
+    }
+    let found = match level {
+        libc::SOL_SOCKET => pick![
+            SO_DEBUG,
+            SO_REUSEADDR,
+            SO_TYPE,
+            SO_ERROR,
+            SO_DONTROUTE,
+            SO_BROADCAST,
+            SO_SNDBUF,
+            SO_RCVBUF,
+            SO_KEEPALIVE,
+            SO_OOBINLINE,
+            SO_PRIORITY,
+            SO_LINGER,
+            SO_REUSEPORT,
+            SO_PASSCRED,
+            SO_PEERCRED,
+            SO_RCVLOWAT,
+            SO_SNDLOWAT,
+            SO_RCVTIMEO,
+            SO_SNDTIMEO,
+            SO_BINDTODEVICE,
+            SO_TIMESTAMP,
+            SO_ACCEPTCONN,
+            SO_SNDBUFFORCE,
+            SO_RCVBUFFORCE,
+            SO_MARK,
+            SO_PROTOCOL,
+            SO_DOMAIN,
+            SO_BUSY_POLL,
+            SO_INCOMING_CPU,
+            SO_ZEROCOPY,
+        ],
+        libc::SOL_TCP => pick![
+            TCP_NODELAY,
+            TCP_MAXSEG,
+            TCP_CORK,
+            TCP_KEEPIDLE,
+            TCP_KEEPINTVL,
+            TCP_KEEPCNT,
+            TCP_SYNCNT,
+            TCP_LINGER2,
+            TCP_DEFER_ACCEPT,
+            TCP_WINDOW_CLAMP,
+            TCP_INFO,
+            TCP_QUICKACK,
+            TCP_CONGESTION,
+            TCP_USER_TIMEOUT,
+            TCP_FASTOPEN,
+            TCP_NOTSENT_LOWAT,
+        ],
+        libc::SOL_IP => pick![IP_TOS, IP_TTL, IP_MTU_DISCOVER, IP_RECVERR, IP_FREEBIND],
+        libc::SOL_IPV6 => pick![IPV6_V6ONLY, IPV6_UNICAST_HOPS, IPV6_RECVERR],
+        _ => None,
+    };
+    found.map_or_else(|| name.to_string(), str::to_string)
+}
+
+fn fcntl_cmd(c: i32) -> String {
+    macro_rules! pick {
+        ($($n:ident),* $(,)?) => {
+            match c {
+                $(libc::$n => stringify!($n).to_string(),)*
+                _ => c.to_string(),
+            }
+        };
+    }
+    pick![
+        F_DUPFD,
+        F_GETFD,
+        F_SETFD,
+        F_GETFL,
+        F_SETFL,
+        F_GETLK,
+        F_SETLK,
+        F_SETLKW,
+        F_SETOWN,
+        F_GETOWN,
+        F_OFD_GETLK,
+        F_OFD_SETLK,
+        F_OFD_SETLKW,
+        F_DUPFD_CLOEXEC,
+        F_SETPIPE_SZ,
+        F_GETPIPE_SZ,
+        F_ADD_SEALS,
+        F_GET_SEALS,
+    ]
+}
+
+/// fcntl's third argument by its command: F_SETFL's status flags as the wrapper spells them
+/// (`O_NONBLOCK`, `0`), FD_CLOEXEC, a number, a lock's address; none for the commands that
+/// take none (F_GETFL), as strace prints them.
+fn fcntl_arg(cmd: i32, r: u64) -> Option<Value> {
+    Some(match cmd {
+        libc::F_GETFD | libc::F_GETFL | libc::F_GETOWN | libc::F_GETPIPE_SZ | libc::F_GET_SEALS => {
+            return None;
+        }
+        libc::F_SETFL => s(flags(u64::from(r as u32), O_FLAGS)),
+        libc::F_SETFD => s(flags(u64::from(r as u32), table![FD_CLOEXEC])),
+        libc::F_GETLK
+        | libc::F_SETLK
+        | libc::F_SETLKW
+        | libc::F_OFD_GETLK
+        | libc::F_OFD_SETLK
+        | libc::F_OFD_SETLKW => s(ptr(r)),
+        _ => Value::from(r as i32),
+    })
+}
+
+fn epoll_op(op: i32) -> String {
+    match op {
+        libc::EPOLL_CTL_ADD => "EPOLL_CTL_ADD".into(),
+        libc::EPOLL_CTL_MOD => "EPOLL_CTL_MOD".into(),
+        libc::EPOLL_CTL_DEL => "EPOLL_CTL_DEL".into(),
+        _ => op.to_string(),
+    }
+}
+
+/// `SIGTERM`, as the kill wrapper spells it; `0` or the number for no signal or an unknown
+/// one.
+fn signal(n: i32) -> String {
+    Signal::try_from(n).map_or_else(|_| n.to_string(), |s| s.as_str().to_string())
+}
