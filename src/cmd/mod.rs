@@ -9,6 +9,7 @@ mod client;
 mod demo;
 mod explain;
 mod hosts;
+mod run;
 mod scenario;
 mod server;
 mod show;
@@ -92,6 +93,10 @@ enum Command {
     /// server (--target), or every model beside the C baseline and strace (--compare); a
     /// table at the end, or with --json one JSON document.
     Bench(bench::BenchArgs),
+    /// Run any program (yours, the seed's Python, a real server) under the tracer and show its
+    /// socket calls, every process and thread, and the kernel's side on one timeline; exits
+    /// with the program's status.
+    Run(run::RunArgs),
     /// Walk the course in order (what a server is, IP and port, the socket calls, the
     /// handshake, the backlog, accept, server models, TCP vs UDP), running each part live.
     Tour(tour::TourArgs),
@@ -123,8 +128,9 @@ fn pick_lang(flag: Option<&str>) -> (&'static str, Option<String>) {
     }
 }
 
-/// Runs the parsed command line.
-pub fn run(cli: Cli) -> Result<(), Error> {
+/// Runs the parsed command line; returns the exit status (a traced program's own, for
+/// `socklab run`).
+pub fn run(cli: Cli) -> Result<i32, Error> {
     let (choice, unknown) = pick_lang(cli.global.lang.as_deref());
     notes::set_lang(choice);
     if let Some(asked) = unknown {
@@ -138,7 +144,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         );
     }
     let g = &cli.global;
-    match cli.command {
+    let done = match cli.command {
+        Command::Run(a) => return run::run(a, g),
         Command::Server(a) => server::run(a, g),
         Command::Client(a) => client::run(a, g),
         Command::Demo(a) => demo::run(a, g),
@@ -150,7 +157,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Explain(a) => explain::run(a, g),
         Command::Bench(a) => bench::run(a, g),
         Command::Tour(a) => tour::run(a, g),
-    }
+    };
+    done.map(|()| 0)
 }
 
 /// Parses the process arguments, runs, and returns the exit code (2 for usage errors).
@@ -163,7 +171,7 @@ pub fn main() -> i32 {
         }
     };
     match run(cli) {
-        Ok(()) => 0,
+        Ok(code) => code,
         Err(e) => {
             record::flush();
             output::end_open_prompt();

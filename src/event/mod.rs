@@ -299,9 +299,11 @@ pub struct Note {
 impl Note {
     /// True for a note that stands for something that happened (what the program printed,
     /// `app.*`; where a call began, `timeline.unfinished`; where step mode paused,
-    /// `step.paused`) rather than an explanation: drawn as a row of its own.
+    /// `step.paused`; a traced process started, exec'd or ended, `proc.*`) rather than an
+    /// explanation: drawn as a row of its own.
     pub fn is_action(&self) -> bool {
         self.key.starts_with("app.")
+            || self.key.starts_with("proc.")
             || self.key == "timeline.unfinished"
             || self.key == "step.paused"
     }

@@ -414,7 +414,7 @@ impl FdInfo {
 
 /// The descriptors the lab knows, indexed by number: the kernel hands out the lowest free
 /// descriptor, so the numbers stay about as small as the count of open ones.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct FdTable(Vec<Option<FdInfo>>);
 
 impl FdTable {
@@ -450,6 +450,15 @@ impl FdTable {
     /// Every descriptor the lab knows.
     pub fn values(&self) -> impl Iterator<Item = &FdInfo> {
         self.0.iter().flatten()
+    }
+
+    /// Keeps only the descriptors for which `keep(fd)` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(RawFd) -> bool) {
+        for (fd, slot) in self.0.iter_mut().enumerate() {
+            if slot.is_some() && !keep(fd as RawFd) {
+                *slot = None;
+            }
+        }
     }
 }
 

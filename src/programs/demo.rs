@@ -541,6 +541,8 @@ pub fn present(run: &DemoRun, view: &View) -> Result<(), Error> {
         server_addr: Some(run.server_addr()),
         notices: &run.notices,
         footer: Vec::new(),
+        legend: None,
+        labels: Default::default(),
     };
     render::present::present(&shown, view)
 }

@@ -7,7 +7,7 @@ use crate::course::notes;
 use crate::error::Error;
 use crate::event::Event;
 
-use super::live::human::format_event;
+use super::live::human::{format_event, format_event_tagged};
 use super::views::diagram::{self, DiagramOptions};
 use super::views::html;
 use super::views::svg::{self, SvgOptions};
@@ -43,6 +43,10 @@ pub struct Shown<'a> {
     pub notices: &'a [String],
     /// Lines after the timeline (text mode only).
     pub footer: Vec<String>,
+    /// The legend under the header (a catalogue key; `demo.legend` when None).
+    pub legend: Option<&'static str>,
+    /// A label per process id, shown after the lane (`python3[4242]`); none when empty.
+    pub labels: std::collections::BTreeMap<u32, String>,
 }
 
 /// Prints `shown` as `view` asks and writes the picture files.
@@ -85,11 +89,18 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
             text.push('\n');
             text.push_str(&diagram::diagram(shown.events, &opts));
         } else {
-            text.push_str(&notes::text("demo.legend", &[]));
+            text.push_str(&notes::text(shown.legend.unwrap_or("demo.legend"), &[]));
             text.push_str("\n\n");
             let t0 = shown.events.first().map_or(0, |e| e.t);
+            let width = shown.labels.values().map(|l| l.len()).max().unwrap_or(0);
             for ev in shown.events {
-                text.push_str(&format_event(ev, t0));
+                match shown.labels.get(&ev.pid) {
+                    Some(label) => {
+                        let tag = format!("{label:<width$}  ");
+                        text.push_str(&format_event_tagged(ev, t0, &tag));
+                    }
+                    None => text.push_str(&format_event(ev, t0)),
+                }
                 text.push('\n');
             }
         }

@@ -43,6 +43,17 @@ impl FdCache {
         self.known.remove(&(pid, fd));
     }
 
+    /// Gives process `child` what its parent knew: fork copies the descriptor table.
+    pub fn inherit(&mut self, parent: i32, child: i32) {
+        let copied: Vec<_> = self
+            .known
+            .iter()
+            .filter(|((p, _), _)| *p == parent)
+            .map(|(&(_, fd), &kind)| ((child, fd), kind))
+            .collect();
+        self.known.extend(copied);
+    }
+
     /// Forgets every descriptor of `pid`: it exec'd (close-on-exec ones are gone) or ended.
     pub fn forget_process(&mut self, pid: i32) {
         self.known.retain(|&(p, _), _| p != pid);

@@ -14,6 +14,7 @@ pub mod args;
 pub mod decode;
 pub mod fds;
 pub mod seccomp;
+pub mod session;
 
 use std::collections::HashMap;
 use std::ffi::{CString, OsStr, OsString};
@@ -138,6 +139,12 @@ impl Stopped<'_> {
         ffi::tcp_info(std::os::fd::AsRawFd::as_raw_fd(&dup)).ok()
     }
 
+    /// A duplicate of the tracee's descriptor `fd` (`pidfd_getfd`), to look at its socket:
+    /// drop it within the stop, for the reason [`Stopped::tcp_info`] gives.
+    pub fn socket(&self, fd: RawFd) -> Option<OwnedFd> {
+        ffi::pidfd_getfd(self.pidfd?.as_fd(), fd).ok()
+    }
+
     /// Up to `len` bytes of the tracee's memory at `addr` (`process_vm_readv`).
     pub fn read(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
         let mut buf = vec![0u8; len];
@@ -180,6 +187,9 @@ struct Task {
 /// The traced program and everything it started.
 struct Tracees {
     main: Pid,
+    /// The launched process has exec'd the program: before that, its calls are the lab's own
+    /// (a failed exec's report through the pipe), not reported.
+    execed: bool,
     tasks: HashMap<i32, Task>,
     pidfds: HashMap<i32, OwnedFd>,
 }
@@ -274,6 +284,7 @@ pub fn run(
         .map_err(|e| Error::sys("fork", path.display(), e))?;
     let mut t = Tracees {
         main: child,
+        execed: false,
         tasks: HashMap::from([(
             child.as_raw(),
             Task {
@@ -303,9 +314,13 @@ pub fn run(
         | Options::PTRACE_O_EXITKILL;
     ptrace::setoptions(child, opts).map_err(|e| Error::sys("ptrace", "PTRACE_SETOPTIONS", e))?;
     ptrace::cont(child, None).map_err(|e| Error::sys("ptrace", "PTRACE_CONT", e))?;
-    let failed = exec_error(&errpipe);
-    if let Some(errno) = failed {
+    // Not waiting on the pipe here: the child may stop at a call in the filter before its
+    // exec, and only the loop resumes it.
+    let main_exit = trace_loop(&mut t, &mut seen)?;
+    if !t.execed {
+        // The launched child ended before its exec: the pipe says why.
         t.kill_all();
+        let errno = exec_error(&errpipe).unwrap_or(Errno::ENOEXEC);
         return Err(match errno {
             Errno::ENOENT => Error::NotFound(format!("{}: command not found", path.display())),
             Errno::EACCES | Errno::ENOEXEC => Error::NotRunnable(format!(
@@ -316,7 +331,17 @@ pub fn run(
             e => Error::sys("execve", path.display(), e),
         });
     }
+    // Nothing left to trace; a stray task would be killed by the guard.
+    drop(t);
+    Ok(main_exit.unwrap_or(Exit::Signal(Signal::SIGKILL)))
+}
 
+/// Waits for and handles every stop until no task is left; returns how the launched process
+/// ended, when that was seen.
+fn trace_loop(
+    t: &mut Tracees,
+    seen: &mut impl FnMut(&Stopped<'_>, Seen),
+) -> Result<Option<Exit>, Error> {
     let mut main_exit = None;
     let mut stopping: Option<Instant> = None;
     while !t.tasks.is_empty() {
@@ -343,16 +368,14 @@ pub fn run(
             Err(Errno::ECHILD) => break,
             Err(e) => return Err(Error::sys("waitpid", "the traced program", e)),
         };
-        if let Some(exit) = step(&mut t, status, &mut seen) {
+        if let Some(exit) = step(t, status, seen) {
             main_exit = Some(exit);
         }
     }
-    // Nothing left to trace; a stray task would be killed by the guard.
-    drop(t);
-    Ok(main_exit.unwrap_or(Exit::Signal(Signal::SIGKILL)))
+    Ok(main_exit)
 }
 
-/// Waits for the exec (the pipe closes) or the child's errno (4 bytes).
+/// The errno the child wrote before it ended (4 bytes), if it did.
 fn exec_error(pipe: &OwnedFd) -> Option<Errno> {
     let mut buf = [0u8; 4];
     match nix::unistd::read(pipe, &mut buf) {
@@ -391,6 +414,11 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
     let tid = pid.as_raw();
     let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
     if ev == PtraceEvent::PTRACE_EVENT_SECCOMP as i32 {
+        if !t.execed {
+            // The lab's own child, between its filter and its exec.
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
         match ffi::syscall_stop(pid) {
             Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
                 if let Some(task) = t.tasks.get_mut(&tid) {
@@ -449,6 +477,9 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         }
         t.tasks.entry(tid).or_default().pid = tid;
         t.pidfds.remove(&tid);
+        if tid == t.main.as_raw() {
+            t.execed = true;
+        }
         let exe = std::fs::read_link(format!("/proc/{tid}/exe")).unwrap_or_default();
         let stopped = Stopped { pid, pidfd: None };
         seen(&stopped, Seen::Exec { pid: tid, exe });

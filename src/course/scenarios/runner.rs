@@ -155,6 +155,8 @@ pub fn show(s: &Scenario, o: &Outcome, view: &View) -> Result<(), Error> {
         server_addr: Some(o.server_addr.clone()),
         notices: &o.notices,
         footer,
+        legend: None,
+        labels: Default::default(),
     };
     present(&shown, view)
 }

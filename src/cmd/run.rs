@@ -1,0 +1,89 @@
+//! `socklab run -- PROGRAM`: any program's socket calls on the lab's timeline.
+
+use std::ffi::OsString;
+
+use clap::Args;
+
+use super::Global;
+use super::show::ShowArgs;
+use crate::course::notes;
+use crate::error::Error;
+use crate::net::netns;
+use crate::render::present::{self, Shown};
+use crate::sys::ffi;
+use crate::tracer::Exit;
+use crate::tracer::session::{self, RunConfig};
+
+/// `socklab run` flags.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    show: ShowArgs,
+    /// Run the program alone in a private user and network namespace with its own loopback,
+    /// where an ordinary user may capture packets.
+    #[arg(long)]
+    private_net: bool,
+    /// The program and its arguments, after `--` (found on PATH as a shell would).
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM"
+    )]
+    program: Vec<OsString>,
+}
+
+/// Runs the program under the tracer, shows the timeline, and returns the program's exit
+/// status (128 + N when signal N killed it).
+pub fn run(a: RunArgs, global: &Global) -> Result<i32, Error> {
+    if a.private_net {
+        netns::enter_private_net()?;
+    }
+    ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
+    let cfg = RunConfig {
+        argv: a.program.clone(),
+        probe: !global.no_probe,
+        observe: a.show.observe(),
+    };
+    let traced = session::run(&cfg)?;
+    let program = a.program[0].to_string_lossy().into_owned();
+    let code = traced.exit.code();
+    if global.quiet {
+        return Ok(code);
+    }
+    let ending = match traced.exit {
+        Exit::Code(c) => notes::text(
+            "run.exit",
+            &[("program", program.clone()), ("code", c.to_string())],
+        ),
+        Exit::Signal(sig) => notes::text(
+            "run.killed",
+            &[
+                ("program", program.clone()),
+                ("signal", sig.as_str().to_string()),
+                ("code", code.to_string()),
+                ("n", (sig as i32).to_string()),
+            ],
+        ),
+    };
+    let mut header = Vec::new();
+    if a.private_net {
+        header.push(notes::text("observe.private_net", &[]));
+    }
+    let shown = Shown {
+        title: notes::text("run.title", &[("program", program)]),
+        header,
+        events: &traced.events,
+        server_addr: None,
+        notices: &traced.notices,
+        footer: vec![ending],
+        legend: Some("run.legend"),
+        labels: traced
+            .processes
+            .iter()
+            .map(|(pid, p)| (*pid, p.label()))
+            .collect(),
+    };
+    present::present(&shown, &a.show.view(global.json, a.private_net))?;
+    Ok(code)
+}

@@ -1,0 +1,673 @@
+//! `socklab run -- PROGRAM`: a traced program's socket calls as the lab's own events, with the
+//! observers beside them, on one timeline.
+//!
+//! Each call the tracer reports is looked up in [`crate::sys::CALLS`], decoded with the same
+//! spellings as the wrappers ([`super::args`]), and kept when it is about a socket (the
+//! descriptor is one, per `/proc/PID/fd`) or about processes. At the call's exit stop the lab
+//! looks at the socket through a duplicate of the program's descriptor (`pidfd_getfd`): its
+//! type and addresses (`getsockname`, `getpeername`) and, for TCP, its state (`TCP_INFO`);
+//! the duplicate is closed before the program resumes. What the lab learns per descriptor is
+//! the same [`FdInfo`] the wrappers keep, so the narrator gives the same notes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+
+use nix::sys::socket::{self as nsock, SockType, SockaddrLike, SockaddrStorage, sockopt};
+
+use super::args;
+use super::fds::{FdCache, FdKind};
+use super::{Call, Exit, Seen, Stopped};
+use crate::course::notes;
+use crate::error::Error;
+use crate::event::record::{FdInfo, FdTable, Transport};
+use crate::event::tcp_state::TcpState;
+use crate::event::{AcceptQueue, Body, Event, Lane, Role, Syscall, timeline};
+use crate::observe::session::{ObserveOptions, Observers, Place, Scope, tiers};
+use crate::sys::names;
+use crate::sys::table::{self, CallSpec, Kind, Probe};
+
+/// What the lab says it did to look at a socket after a call.
+const PROBE: &str = "pidfd_getfd+getsockopt(TCP_INFO)";
+
+/// How to run and watch a program.
+#[derive(Debug, Clone, Default)]
+pub struct RunConfig {
+    /// The program and its arguments (looked up on PATH as a shell does).
+    pub argv: Vec<OsString>,
+    /// Read TCP_INFO after each call on a TCP socket.
+    pub probe: bool,
+    /// Which observers to run beside the tracer.
+    pub observe: ObserveOptions,
+}
+
+/// One process of the traced program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Its process id.
+    pub pid: u32,
+    /// The process it was forked from (None for the one socklab started).
+    pub parent: Option<u32>,
+    /// Its program's name (`python3`).
+    pub name: String,
+    /// Server once it listened, client once it connected (the first of the two).
+    pub role: Option<Role>,
+    /// How it ended, if it did while traced.
+    pub exit: Option<Exit>,
+}
+
+impl Process {
+    /// `python3[4242]`, as the timeline names it.
+    pub fn label(&self) -> String {
+        format!("{}[{}]", self.name, self.pid)
+    }
+}
+
+/// A finished run.
+#[derive(Debug, Clone)]
+pub struct Traced {
+    /// The merged timeline: calls, process events, state changes and packets.
+    pub events: Vec<Event>,
+    /// How the launched program ended.
+    pub exit: Exit,
+    /// Every process seen, by pid.
+    pub processes: BTreeMap<u32, Process>,
+    /// Why an observer could not run (one line each).
+    pub notices: Vec<String>,
+}
+
+impl Traced {
+    /// The label of `pid` (`python3[4242]`), or `pid 4242` for a process not seen.
+    pub fn label(&self, pid: u32) -> String {
+        self.processes
+            .get(&pid)
+            .map_or_else(|| format!("pid {pid}"), Process::label)
+    }
+}
+
+/// The calls the seccomp filter stops at: every row of the table.
+pub fn traced_numbers() -> Vec<u32> {
+    // execve is followed through the exec event; a stop at it would add nothing.
+    table::CALLS
+        .iter()
+        .filter(|c| c.name != "execve")
+        .map(|c| c.nr as u32)
+        .collect()
+}
+
+/// Starts the observers, runs `cfg.argv` under the tracer until it and all its processes end
+/// (or Ctrl-C ends them), and returns the merged timeline.
+pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
+    // The observers see every TCP socket; what is not the program's is dropped at the end.
+    let place = Place::default();
+    let observers = Observers::start_tiers(&Scope::default(), tiers(&cfg.observe, &place));
+    let mut book = Book::new(cfg.probe);
+    let res = super::run(&cfg.argv, &traced_numbers(), |stopped, seen| {
+        book.seen(stopped, seen);
+    });
+    let observed = observers.finish();
+    let exit = res?;
+    Ok(book.finish(observed, exit))
+}
+
+/// What the lab knows of one process while it runs.
+struct Proc {
+    info: Process,
+    /// Its descriptors, as the wrappers' table keeps them.
+    fds: FdTable,
+    /// Its epoll instances that watch a socket.
+    epolls: HashSet<i32>,
+    /// It made a 32-bit call (said once).
+    foreign: bool,
+}
+
+/// Turns what the tracer reports into events.
+struct Book {
+    probe: bool,
+    kinds: FdCache,
+    procs: HashMap<u32, Proc>,
+    events: Vec<Event>,
+    /// Local TCP/UDP ports of the program's sockets, and the process that had each.
+    ports: HashMap<u16, u32>,
+    /// The remote addresses the program's sockets connected to, and the process of each.
+    peers: HashMap<SocketAddr, u32>,
+    /// The process socklab started.
+    main: Option<u32>,
+}
+
+impl Book {
+    fn new(probe: bool) -> Book {
+        Book {
+            probe,
+            kinds: FdCache::default(),
+            procs: HashMap::new(),
+            events: Vec::new(),
+            ports: HashMap::new(),
+            peers: HashMap::new(),
+            main: None,
+        }
+    }
+
+    fn proc_mut(&mut self, pid: u32) -> &mut Proc {
+        self.procs.entry(pid).or_insert_with(|| Proc {
+            info: Process {
+                pid,
+                parent: None,
+                name: comm(pid),
+                role: None,
+                exit: None,
+            },
+            fds: FdTable::default(),
+            epolls: HashSet::new(),
+            foreign: false,
+        })
+    }
+
+    fn action(&mut self, pid: u32, tid: u32, key: &str, args: &[(&str, String)]) {
+        self.events.push(Event {
+            t: crate::event::record::now_ns(),
+            pid,
+            tid,
+            role: None,
+            lane: Lane::Lab,
+            body: Body::Note(notes::note(key, args)),
+        });
+    }
+
+    fn seen(&mut self, stopped: &Stopped<'_>, seen: Seen) {
+        match seen {
+            Seen::Call(c) => self.call(stopped, &c),
+            Seen::Spawned {
+                parent_pid,
+                tid,
+                pid,
+            } => {
+                // A thread shares its process's descriptors; only a new process is news.
+                if pid == parent_pid || tid != pid {
+                    return;
+                }
+                let (parent, child) = (parent_pid as u32, pid as u32);
+                let copy = self.proc_mut(parent).clone_for_child(child);
+                self.procs.insert(child, copy);
+                self.kinds.inherit(parent_pid, pid);
+                let parent_label = self.proc_mut(parent).info.label();
+                self.action(
+                    child,
+                    child,
+                    "proc.started",
+                    &[("pid", child.to_string()), ("parent", parent_label)],
+                );
+            }
+            Seen::Exec { pid, exe } => {
+                let p = pid as u32;
+                self.main.get_or_insert(p);
+                self.kinds.forget_process(pid);
+                let name = exe
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| comm(p));
+                let proc = self.proc_mut(p);
+                proc.info.name = name;
+                // Close-on-exec descriptors are gone now.
+                proc.fds
+                    .retain(|fd| Path::new(&format!("/proc/{pid}/fd/{fd}")).exists());
+                proc.epolls.clear();
+                let program = exe.display().to_string();
+                self.action(
+                    p,
+                    p,
+                    "proc.exec",
+                    &[("pid", p.to_string()), ("program", program)],
+                );
+            }
+            Seen::Foreign { pid, tid, nr, .. } => {
+                let proc = self.proc_mut(pid as u32);
+                if !std::mem::replace(&mut proc.foreign, true) {
+                    self.action(
+                        pid as u32,
+                        tid as u32,
+                        "proc.foreign",
+                        &[("pid", pid.to_string()), ("nr", nr.to_string())],
+                    );
+                }
+            }
+            Seen::Exited { pid, tid, how } => {
+                if pid != tid {
+                    return;
+                }
+                let p = pid as u32;
+                self.proc_mut(p).info.exit = Some(how);
+                self.kinds.forget_process(pid);
+                let (key, args) = match how {
+                    Exit::Code(code) => ("proc.exited", ("code", code.to_string())),
+                    Exit::Signal(sig) => ("proc.killed", ("signal", sig.as_str().to_string())),
+                };
+                self.action(p, p, key, &[("pid", p.to_string()), args]);
+            }
+        }
+    }
+
+    fn call(&mut self, stopped: &Stopped<'_>, c: &Call) {
+        let Some(spec) = table::by_nr(c.nr as i64) else {
+            return;
+        };
+        let (pid, tid) = (c.pid as u32, c.tid as u32);
+        let new_fds = args::new_fds(spec, &c.args, c.ret, stopped);
+        for &fd in &new_fds {
+            self.kinds.forget(c.pid, fd);
+        }
+        let fd = args::fd_of(spec, &c.args, c.ret);
+        let Some(fd) = self.concerns(spec, c, fd, &new_fds) else {
+            return;
+        };
+        let before = fd.and_then(|fd| self.proc_mut(pid).fds.get(fd).cloned());
+        let decoded = args::decode(spec, &c.args, c.ret, stopped);
+        let ok = c.errno.is_none();
+
+        // What the call did to the descriptors.
+        let mut probe_state = None;
+        for &new in &new_fds {
+            let Some(dup) = stopped.socket(new) else {
+                continue;
+            };
+            let look = look(&dup);
+            if self.probe
+                && look.transport == Transport::Tcp
+                && fd == Some(new)
+                && spec.probe != Probe::None
+            {
+                probe_state = crate::sys::ffi::tcp_info(dup.as_raw_fd()).ok();
+            }
+            drop(dup);
+            {
+                let mut info = FdInfo::new(look.transport);
+                info.local = look.local;
+                info.remote = look.remote;
+                if matches!(spec.name, "accept" | "accept4") {
+                    info.accepted_from = c.args.first().map(|&l| l as i32);
+                }
+                self.learn_port(pid, &info);
+                self.proc_mut(pid).fds.insert(new, info);
+            }
+        }
+        if let Some(fd) = fd
+            && !new_fds.contains(&fd)
+        {
+            if ok && matches!(spec.name, "close") {
+                self.proc_mut(pid).fds.remove(fd);
+                self.kinds.forget(c.pid, fd);
+            } else if let Some(dup) = stopped.socket(fd) {
+                let look = look(&dup);
+                let proc = self.proc_mut(pid);
+                let info = proc
+                    .fds
+                    .get_mut(fd)
+                    .map(|i| {
+                        i.local = look.local.or(i.local);
+                        i.remote = look.remote.or(i.remote);
+                        i.clone()
+                    })
+                    .unwrap_or_else(|| {
+                        let mut i = FdInfo::new(look.transport);
+                        i.local = look.local;
+                        i.remote = look.remote;
+                        i
+                    });
+                if proc.fds.get(fd).is_none() {
+                    proc.fds.insert(fd, info.clone());
+                }
+                if let Some(i) = proc.fds.get_mut(fd) {
+                    match spec.name {
+                        "bind" if ok => i.bound = true,
+                        "listen" if ok => i.listening = true,
+                        "connect" => i.connected = true,
+                        _ => {}
+                    }
+                }
+                if self.probe && info.transport == Transport::Tcp && spec.probe != Probe::None {
+                    probe_state = crate::sys::ffi::tcp_info(dup.as_raw_fd()).ok();
+                }
+                self.learn_port(pid, &info);
+                drop(dup);
+            }
+        }
+        if spec.name == "connect"
+            && let Some(bytes) = stopped.read(c.args[1], (c.args[2] as usize).min(128))
+            && let Ok(target) = super::decode::sockaddr(&bytes).parse::<SocketAddr>()
+        {
+            // Even a refused connect's SYN_SENT belongs to this process.
+            self.peers.insert(target, pid);
+        }
+        if spec.name == "epoll_ctl" && ok {
+            self.proc_mut(pid).epolls.insert(c.args[0] as i32);
+        }
+        let role = match spec.name {
+            "listen" if ok => Some(Role::Server),
+            "connect" => Some(Role::Client),
+            _ => None,
+        };
+        if let Some(role) = role {
+            self.proc_mut(pid).info.role.get_or_insert(role);
+        }
+
+        // The event, as a wrapper would have recorded it.
+        let proc = self.proc_mut(pid);
+        let mut after = fd.and_then(|fd| proc.fds.get_mut(fd));
+        let tcp_state = probe_state.and_then(|ti| TcpState::from_linux(ti.state));
+        if let (Some(i), Some(st)) = (after.as_deref_mut(), tcp_state) {
+            i.last_state = Some(st);
+        }
+        if let Some(i) = after.as_deref_mut() {
+            i.refresh_texts();
+        }
+        let after = after.map(|i| i.clone());
+        let addrs = after.as_ref().or(before.as_ref());
+        let queue = probe_state
+            .filter(|_| tcp_state == Some(TcpState::Listen))
+            .map(|ti| AcceptQueue {
+                len: ti.unacked,
+                backlog: ti.sacked,
+            });
+        let sc = Syscall {
+            name: spec.name.into(),
+            fd,
+            args: decoded,
+            ret: c.ret,
+            errno: c.errno.map(names::errno),
+            dur_ns: c.end_ns.saturating_sub(c.start_ns),
+            tcp_state,
+            local: addrs.and_then(FdInfo::local_text),
+            remote: addrs.and_then(FdInfo::remote_text),
+            queue,
+            probe: probe_state.map(|_| PROBE.into()),
+        };
+        let notes = notes::narrate_syscall(&sc, before.as_ref(), after.as_ref());
+        let role = proc.info.role;
+        let t = c.end_ns;
+        self.events.push(Event {
+            t,
+            pid,
+            tid,
+            role,
+            lane: role.map_or(Lane::Lab, Role::lane),
+            body: Body::Syscall(sc),
+        });
+        for n in notes {
+            self.events.push(Event {
+                t,
+                pid,
+                tid,
+                role,
+                lane: role.map_or(Lane::Lab, Role::lane),
+                body: Body::Note(n),
+            });
+        }
+    }
+
+    /// Whether the call belongs on the timeline, and the descriptor it is about: a call on a
+    /// socket, one that made sockets, a process call, a wait on sockets.
+    fn concerns(
+        &mut self,
+        spec: &CallSpec,
+        c: &Call,
+        fd: Option<i32>,
+        new_fds: &[i32],
+    ) -> Option<Option<i32>> {
+        let pid = c.pid;
+        let is_socket = |book: &mut Book, fd: i32| {
+            matches!(book.kinds.kind(pid, fd), FdKind::Socket { .. })
+                || book.proc_mut(pid as u32).fds.get(fd).is_some()
+        };
+        match spec.name {
+            "execve" | "openat" => return None,
+            "clone" | "clone3" | "fork" | "vfork" | "wait4" | "kill" => return Some(None),
+            "socket" | "socketpair" => return Some(fd),
+            _ => {}
+        }
+        if !new_fds.is_empty() {
+            // accept, dup of a socket, fcntl(F_DUPFD) of a socket: the new one tells.
+            return new_fds.iter().any(|&n| is_socket(self, n)).then_some(fd);
+        }
+        let about_socket = |book: &mut Book| {
+            spec.args
+                .iter()
+                .zip(c.args)
+                .filter(|(a, _)| a.kind == Kind::Fd)
+                .any(|(_, raw)| is_socket(book, raw as i32))
+        };
+        match spec.name {
+            "epoll_wait" | "epoll_pwait" => self
+                .proc_mut(pid as u32)
+                .epolls
+                .contains(&(c.args[0] as i32))
+                .then_some(fd),
+            "poll" | "ppoll" => {
+                let any = self.proc_mut(pid as u32).fds.values().next().is_some();
+                any.then_some(fd)
+            }
+            _ if about_socket(self) => Some(fd),
+            _ => None,
+        }
+    }
+
+    fn learn_port(&mut self, pid: u32, info: &FdInfo) {
+        if let Some(a) = info.local
+            && a.port() != 0
+        {
+            self.ports.insert(a.port(), pid);
+        }
+        if let Some(r) = info.remote {
+            self.peers.insert(r, pid);
+        }
+    }
+
+    /// The process a kernel state change belongs to: the one whose socket has its local port,
+    /// else (a connect's first state, before the port shows) the one that connected to its
+    /// remote address.
+    fn owner(&self, local: Option<&str>, remote: Option<&str>) -> Option<u32> {
+        let by_port = local
+            .and_then(timeline::port_of)
+            .and_then(|p| self.ports.get(&p).copied());
+        by_port.or_else(|| {
+            let remote: SocketAddr = remote?.parse().ok()?;
+            self.peers.get(&remote).copied()
+        })
+    }
+
+    /// The merged timeline: the calls, and what the observers saw of the program's sockets.
+    fn finish(mut self, observed: Vec<Event>, exit: Exit) -> Traced {
+        self.drop_unrelated_processes();
+        let mut notices = Vec::new();
+        for mut ev in observed {
+            let keep = match &ev.body {
+                Body::State(st) => match self.owner(st.local.as_deref(), st.remote.as_deref()) {
+                    Some(owner) => {
+                        ev.pid = owner;
+                        true
+                    }
+                    None => false,
+                },
+                Body::Packet(p) => {
+                    let ports =
+                        [p.src.as_str(), p.dst.as_str()].map(|a| timeline::port_of(a).unwrap_or(0));
+                    ports.iter().any(|p| self.ports.contains_key(p))
+                }
+                Body::Note(n) => {
+                    notices.push(n.text.clone());
+                    false
+                }
+                Body::Syscall(_) => false,
+            };
+            if keep {
+                self.events.push(ev);
+            }
+        }
+        // Every event of a process goes on the lane of the role it ended with.
+        for ev in &mut self.events {
+            if matches!(ev.body, Body::Packet(_)) {
+                continue;
+            }
+            if let Some(p) = self.procs.get(&ev.pid)
+                && let Some(role) = p.info.role
+            {
+                ev.role = Some(role);
+                ev.lane = role.lane();
+            }
+        }
+        let listener = self.procs.values().find_map(|p| {
+            (p.info.role == Some(Role::Server))
+                .then(|| self.ports.iter().find(|(_, pid)| **pid == p.info.pid))
+                .flatten()
+                .map(|(port, _)| *port)
+        });
+        if let Some(port) = listener {
+            timeline::assign_lanes(&mut self.events, port);
+        }
+        timeline::sort(&mut self.events);
+        timeline::add_insight_notes(&mut self.events);
+        timeline::sort(&mut self.events);
+        let processes = self
+            .procs
+            .into_iter()
+            .map(|(pid, p)| (pid, p.info))
+            .collect();
+        Traced {
+            events: self.events,
+            exit,
+            processes,
+            notices,
+        }
+    }
+}
+
+/// A process's own life (started, exec, exited) or its calls about processes (clone, wait4,
+/// kill), as opposed to its socket calls.
+fn is_process_event(ev: &Event) -> bool {
+    match &ev.body {
+        Body::Note(n) => n.key.starts_with("proc."),
+        Body::Syscall(sc) => matches!(
+            sc.name.as_ref(),
+            "clone" | "clone3" | "fork" | "vfork" | "wait4" | "kill"
+        ),
+        _ => false,
+    }
+}
+
+impl Book {
+    /// Keeps the process events of the processes that used sockets, from the exec of the
+    /// program that used them on: a shell or launcher around the program, and what a process
+    /// did before it became that program, are not the lesson.
+    fn drop_unrelated_processes(&mut self) {
+        let mut first_socket: HashMap<u32, u64> = HashMap::new();
+        for ev in &self.events {
+            let socket_call = matches!(ev.body, Body::Syscall(_)) && !is_process_event(ev);
+            if socket_call {
+                let t = ev.t.saturating_sub(ev.syscall().map_or(0, |sc| sc.dur_ns));
+                first_socket
+                    .entry(ev.pid)
+                    .and_modify(|f| *f = (*f).min(t))
+                    .or_insert(t);
+            }
+        }
+        let mut since: HashMap<u32, u64> = HashMap::new();
+        for ev in &self.events {
+            let Some(&first) = first_socket.get(&ev.pid) else {
+                continue;
+            };
+            if let Body::Note(n) = &ev.body
+                && n.key == "proc.exec"
+                && ev.t <= first
+            {
+                since.insert(ev.pid, ev.t);
+            }
+        }
+        let kept = |ev: &Event| match first_socket.get(&ev.pid) {
+            None => false,
+            Some(_) => ev.t >= since.get(&ev.pid).copied().unwrap_or(0),
+        };
+        // A dropped call's notes go with it (same process, thread and time).
+        let dropped: HashSet<(u32, u32, u64)> = self
+            .events
+            .iter()
+            .filter(|ev| matches!(ev.body, Body::Syscall(_)) && is_process_event(ev) && !kept(ev))
+            .map(|ev| (ev.pid, ev.tid, ev.t))
+            .collect();
+        self.events.retain(|ev| {
+            if is_process_event(ev) {
+                return kept(ev);
+            }
+            !(matches!(ev.body, Body::Note(_)) && dropped.contains(&(ev.pid, ev.tid, ev.t)))
+        });
+    }
+}
+
+impl Proc {
+    /// The child's copy after fork: the same descriptors, and the same role (a forking
+    /// server's child serves).
+    fn clone_for_child(&self, pid: u32) -> Proc {
+        Proc {
+            info: Process {
+                pid,
+                parent: Some(self.info.pid),
+                name: self.info.name.clone(),
+                role: self.info.role,
+                exit: None,
+            },
+            fds: self.fds.clone(),
+            epolls: self.epolls.clone(),
+            foreign: false,
+        }
+    }
+}
+
+/// `/proc/PID/comm`: the program's name as the kernel keeps it.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// What a socket is, read through the lab's duplicate.
+struct Look {
+    transport: Transport,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+}
+
+fn inet(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(a) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::from(*a));
+    }
+    addr.as_sockaddr_in6().map(|a| SocketAddr::from(*a))
+}
+
+/// The socket's type and addresses (`getsockopt(SO_TYPE)`, `getsockname`, `getpeername` on the
+/// duplicate). An unbound port 0 is no address yet.
+fn look(dup: &OwnedFd) -> Look {
+    let fd = dup.as_raw_fd();
+    let local = nsock::getsockname::<SockaddrStorage>(fd).ok();
+    let inet_family = local
+        .as_ref()
+        .and_then(SockaddrLike::family)
+        .is_some_and(|f| matches!(f, nsock::AddressFamily::Inet | nsock::AddressFamily::Inet6));
+    let transport = match nsock::getsockopt(dup, sockopt::SockType) {
+        Ok(SockType::Stream) if inet_family => Transport::Tcp,
+        Ok(SockType::Datagram) if inet_family => Transport::Udp,
+        _ => Transport::Other,
+    };
+    let local = local
+        .as_ref()
+        .and_then(inet)
+        .filter(|a| a.port() != 0 || !a.ip().is_unspecified());
+    let remote = nsock::getpeername::<SockaddrStorage>(fd)
+        .ok()
+        .as_ref()
+        .and_then(inet);
+    Look {
+        transport,
+        local,
+        remote,
+    }
+}

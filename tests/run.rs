@@ -1,0 +1,215 @@
+//! `socklab run -- PROGRAM`: programs the lab did not write, on its timeline. Each test runs
+//! the real binary and checks what the kernel did (the states TCP_INFO read through the
+//! program's own descriptors, the tracepoint's transitions and the packets as root, exit
+//! statuses), never the text socklab printed.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+
+use socklab::event::Syscall;
+use socklab::{Body, Event, Lane, Role, TcpState};
+use util::{Finished, Proc, TIMEOUT, assert_no_panic, is_root, socklab_exe};
+
+/// `socklab [global...] run [flags...] -- program...`, run to its end.
+fn run(global: &[&str], program: &[&str]) -> Finished {
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(global).arg("run").arg("--").args(program);
+    Proc::spawn(cmd).finish()
+}
+
+fn calls_of<'a>(events: &'a [Event], pid: u32, name: &str) -> Vec<(&'a Event, &'a Syscall)> {
+    events
+        .iter()
+        .filter(|e| e.pid == pid)
+        .filter_map(|e| e.syscall().map(|sc| (e, sc)))
+        .filter(|(_, sc)| sc.name == name)
+        .collect()
+}
+
+/// The process that made the first successful call `name`.
+fn pid_of(events: &[Event], name: &str) -> u32 {
+    events
+        .iter()
+        .find(|e| {
+            e.syscall()
+                .is_some_and(|sc| sc.name == name && !sc.failed())
+        })
+        .unwrap_or_else(|| panic!("no {name} in the events"))
+        .pid
+}
+
+#[test]
+fn the_programs_exit_status_is_socklabs() {
+    let f = run(&["--quiet"], &["sh", "-c", "exit 7"]);
+    assert_eq!(f.status.code(), Some(7), "{}", f.stderr);
+    let f = run(&["--quiet"], &["sh", "-c", "kill -9 $$"]);
+    assert_eq!(f.status.code(), Some(137), "128 + SIGKILL\n{}", f.stderr);
+    let f = run(&[], &["socklab-no-such-program"]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(127), "{}", f.stderr);
+    let line: Vec<&str> = f.stderr.lines().collect();
+    assert_eq!(line.len(), 1, "one line: {}", f.stderr);
+    assert!(line[0].contains("command not found"), "{}", f.stderr);
+}
+
+/// The seed's Python server and client, started by one shell: both processes on one
+/// timeline, each on its role's lane, with the states the kernel reported.
+#[test]
+fn the_seeds_python_exchange_is_traced() {
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed_server_client.py");
+    let port = util::free_port().to_string();
+    let (py, seed) = (python.display().to_string(), seed.display().to_string());
+    // The server says when it listens (a probe connection would end the seed's server: it
+    // stops at the first empty message).
+    let out = std::env::temp_dir().join(format!("socklab-run-seed-{}", std::process::id()));
+    let out = out.display().to_string();
+    let script = format!(
+        "\"{py}\" -u \"{seed}\" server 127.0.0.1 -p {port} > \"{out}\" & s=$!; \
+         for i in $(seq 200); do grep -q listening \"{out}\" && break; sleep 0.05; done; \
+         echo hi | \"{py}\" \"{seed}\" client 127.0.0.1 -p {port}; kill $s; wait $s; \
+         rm -f \"{out}\"; exit 0"
+    );
+    let f = run(&["--json"], &["sh", "-c", &script]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let evs = f.events();
+    let server = pid_of(&evs, "listen");
+    let client = evs
+        .iter()
+        .filter(|e| e.pid != server)
+        .find(|e| {
+            e.syscall().is_some_and(|sc| {
+                sc.name == "connect" && sc.errno.is_none() && e.lane == Lane::Client
+            }) && e.syscall().and_then(|sc| sc.remote.as_deref())
+                == Some(&format!("127.0.0.1:{port}"))
+        })
+        .map(|e| e.pid)
+        .expect("the seed client's connect");
+    assert_ne!(server, client, "two processes");
+
+    let (listen_ev, listen) = calls_of(&evs, server, "listen")[0];
+    assert_eq!(listen.tcp_state, Some(TcpState::Listen), "{listen:?}");
+    assert_eq!(listen_ev.role, Some(Role::Server));
+    assert_eq!(listen_ev.lane, Lane::Server);
+    let accepts: Vec<_> = calls_of(&evs, server, "accept4")
+        .into_iter()
+        .filter(|(_, sc)| sc.ret >= 0)
+        .collect();
+    assert_eq!(accepts.len(), 1, "one connection");
+    let (accept_ev, accept) = accepts[0];
+    assert_eq!(accept.tcp_state, Some(TcpState::Established), "{accept:?}");
+    let (connect_ev, connect) = calls_of(&evs, client, "connect")[0];
+    assert_eq!(
+        connect.tcp_state,
+        Some(TcpState::Established),
+        "{connect:?}"
+    );
+    assert_eq!(connect_ev.lane, Lane::Client);
+    // The two ends of one connection: the client's local address is the server's peer.
+    let client_end = evs
+        .iter()
+        .filter(|e| e.pid == client)
+        .filter_map(|e| e.syscall())
+        .find_map(|sc| sc.local.clone())
+        .expect("the client's local address");
+    assert_eq!(accept.remote.as_deref(), Some(client_end.as_str()));
+
+    if !is_root() {
+        util::skip("needs root (the tracepoint and packet checks)");
+        return;
+    }
+    // The tracepoint: the server's child reached ESTABLISHED before accept4 returned it.
+    let established = evs
+        .iter()
+        .find(|e| {
+            e.pid == server
+                && matches!(&e.body, Body::State(st)
+                    if st.to == TcpState::Established
+                        && st.remote.as_deref() == Some(client_end.as_str()))
+        })
+        .expect("the server side's ESTABLISHED from the tracepoint");
+    assert!(
+        established.t < accept_ev.t,
+        "ESTABLISHED before accept4 returned"
+    );
+    // The seed's server closes first: its side of the connection ends in TIME_WAIT.
+    let time_wait = evs.iter().any(|e| {
+        e.pid == server
+            && matches!(&e.body, Body::State(st)
+                if st.to == TcpState::TimeWait && st.remote.as_deref() == Some(client_end.as_str()))
+    });
+    assert!(time_wait, "TIME_WAIT on the active closer");
+    // The packets of that connection, the handshake first.
+    let flags: Vec<&str> = evs
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Packet(p) if p.src == client_end || p.dst == client_end => p.flags.as_deref(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(&flags[..3], ["SYN", "SYN|ACK", "ACK"], "{flags:?}");
+}
+
+/// A forking server the lab did not start: its child's calls are its own process's, on the
+/// server's lane, and every process is reaped.
+#[test]
+fn a_forking_servers_children_are_followed() {
+    let port = util::free_port().to_string();
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(["--json", "run", "--"]).arg(socklab_exe()).args([
+        "--quiet", "server", "--model", "fork", "--mode", "echo", "--count", "2", "-p", &port,
+    ]);
+    let proc = Proc::spawn(cmd);
+    for msg in ["one", "two"] {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let mut s = loop {
+            match TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())) {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("connect: {e}"),
+            }
+        };
+        s.write_all(msg.as_bytes()).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut back = String::new();
+        s.read_to_string(&mut back).unwrap();
+        assert_eq!(back, msg);
+    }
+    let f = proc.finish();
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let evs = f.events();
+    let server = pid_of(&evs, "listen");
+    let children: BTreeSet<u32> = evs
+        .iter()
+        .filter(|e| e.pid != server && e.syscall().is_some_and(|sc| sc.name == "read"))
+        .map(|e| e.pid)
+        .collect();
+    assert_eq!(children.len(), 2, "one child per connection: {children:?}");
+    for &child in &children {
+        let reads = calls_of(&evs, child, "read");
+        assert!(reads.iter().all(|(e, _)| e.lane == Lane::Server));
+        assert!(
+            reads.iter().any(|(_, sc)| sc.ret == 3),
+            "the child read the message"
+        );
+    }
+    // Both children were reaped by the server: wait4 returned each one.
+    let reaped: BTreeSet<u32> = calls_of(&evs, server, "wait4")
+        .iter()
+        .filter(|(_, sc)| sc.ret > 0)
+        .map(|(_, sc)| sc.ret as u32)
+        .collect();
+    assert_eq!(reaped, children);
+}
