@@ -213,3 +213,108 @@ fn a_forking_servers_children_are_followed() {
         .collect();
     assert_eq!(reaped, children);
 }
+
+/// `--pid`: attached to a server that was already running, socklab sees its accept and its
+/// reads; Ctrl-C detaches and the server goes on, no longer traced.
+#[test]
+fn attached_to_a_running_server_then_detached() {
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").unwrap_or_default();
+    if !is_root() && scope.trim().parse::<u8>().is_ok_and(|s| s >= 1) {
+        util::skip("Yama's ptrace_scope lets an ordinary user trace only its own descendants");
+        return;
+    }
+    let port = util::free_port();
+    let mut server = Command::new(socklab_exe());
+    server.args(["--quiet", "server", "-p", &port.to_string()]);
+    let mut server = Proc::spawn(server);
+    server.wait_for(|l| l.starts_with("Server is running").then_some(()));
+    let spid = server.pid();
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(["--json", "run", "--pid", &spid.to_string()]);
+    let tracer = Proc::spawn(cmd);
+    let tracer_pid = tracer.pid();
+    // Attached once the kernel says the server has a tracer.
+    let traced_by = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("TracerPid:"))
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+            })
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while traced_by(spid) != tracer_pid {
+        assert!(std::time::Instant::now() < deadline, "not attached");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"ping").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("received well"), "{reply}");
+    util::sigint(tracer_pid, false);
+    let f = tracer.finish();
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    // Detached, and still serving.
+    assert_eq!(traced_by(spid), 0);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"again").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("received well"), "{reply}");
+    let evs = f.events();
+    let accept = calls_of(&evs, spid, "accept4")
+        .into_iter()
+        .find(|(_, sc)| sc.ret >= 0)
+        .map(|(e, sc)| (e.lane, sc.tcp_state))
+        .expect("the accept made while attached");
+    assert_eq!(accept, (Lane::Server, Some(TcpState::Established)));
+    let read = calls_of(&evs, spid, "read")
+        .into_iter()
+        .find(|(_, sc)| sc.ret == 4)
+        .expect("the server's read of ping");
+    assert_eq!(read.1.fd, Some(accept_fd(&evs, spid)));
+    drop(server);
+}
+
+fn accept_fd(evs: &[Event], pid: u32) -> i32 {
+    calls_of(evs, pid, "accept4")
+        .into_iter()
+        .find(|(_, sc)| sc.ret >= 0)
+        .map(|(_, sc)| sc.ret as i32)
+        .unwrap()
+}
+
+/// `--pid` of a process that is gone, or already traced: one line, exit 1, nothing started.
+#[test]
+fn attach_refusals_are_one_clear_line() {
+    // A pid that no process has: one that just ended and was reaped.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let f = run_pid(gone_pid);
+    assert_eq!(f.status.code(), Some(1), "{}", f.stderr);
+    assert!(f.stderr.contains("no such process"), "{}", f.stderr);
+    assert_eq!(f.stderr.lines().count(), 1, "{}", f.stderr);
+
+    // A process this test already traces: a process has one tracer at a time (EPERM).
+    let mut sleeper = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = nix::unistd::Pid::from_raw(sleeper.id() as i32);
+    nix::sys::ptrace::seize(pid, nix::sys::ptrace::Options::empty()).unwrap();
+    let f = run_pid(sleeper.id());
+    let _ = nix::sys::ptrace::detach(pid, None);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(f.status.code(), Some(1), "{}", f.stderr);
+    assert!(f.stderr.contains("EPERM"), "{}", f.stderr);
+    assert!(f.stderr.contains("already traces it"), "{}", f.stderr);
+}
+
+fn run_pid(pid: u32) -> Finished {
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(["run", "--pid", &pid.to_string()]);
+    Proc::spawn(cmd).finish()
+}

@@ -21,11 +21,16 @@ pub struct RunArgs {
     show: ShowArgs,
     /// Run the program alone in a private user and network namespace with its own loopback,
     /// where an ordinary user may capture packets.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pid")]
     private_net: bool,
+    /// Attach to this running process (and its threads and new children) instead of starting
+    /// a program; Ctrl-C detaches and leaves it running. Needs the right to trace it (your
+    /// own process where Yama's ptrace_scope allows, else root).
+    #[arg(long, value_name = "PID", conflicts_with = "program")]
+    pid: Option<i32>,
     /// The program and its arguments, after `--` (found on PATH as a shell would).
     #[arg(
-        required = true,
+        required_unless_present = "pid",
         trailing_var_arg = true,
         allow_hyphen_values = true,
         value_name = "PROGRAM"
@@ -42,21 +47,27 @@ pub fn run(a: RunArgs, global: &Global) -> Result<i32, Error> {
     ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
     let cfg = RunConfig {
         argv: a.program.clone(),
+        pid: a.pid,
         probe: !global.no_probe,
         observe: a.show.observe(),
     };
     let traced = session::run(&cfg)?;
-    let program = a.program[0].to_string_lossy().into_owned();
-    let code = traced.exit.code();
+    let program = match (a.pid, a.program.first()) {
+        (Some(pid), _) => traced.label(pid as u32),
+        (None, Some(p)) => p.to_string_lossy().into_owned(),
+        (None, None) => String::new(),
+    };
+    let code = traced.exit.map_or(0, Exit::code);
     if global.quiet {
         return Ok(code);
     }
     let ending = match traced.exit {
-        Exit::Code(c) => notes::text(
+        None => notes::text("run.detached", &[("program", program.clone())]),
+        Some(Exit::Code(c)) => notes::text(
             "run.exit",
             &[("program", program.clone()), ("code", c.to_string())],
         ),
-        Exit::Signal(sig) => notes::text(
+        Some(Exit::Signal(sig)) => notes::text(
             "run.killed",
             &[
                 ("program", program.clone()),

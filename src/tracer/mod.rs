@@ -16,7 +16,7 @@ pub mod fds;
 pub mod seccomp;
 pub mod session;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -192,9 +192,45 @@ struct Tracees {
     execed: bool,
     tasks: HashMap<i32, Task>,
     pidfds: HashMap<i32, OwnedFd>,
+    /// Attached to a running process (`--pid`): no seccomp filter, so every call stops and
+    /// this says which to report; on the way out the tasks are detached, not killed.
+    attached: Option<HashSet<u64>>,
 }
 
 impl Tracees {
+    /// Detaches every task (`PTRACE_INTERRUPT`, then `PTRACE_DETACH` at its stop), leaving
+    /// the program running as it was; gives up on a task that does not stop within 2 s.
+    fn detach_all(&mut self) {
+        for &tid in self.tasks.keys() {
+            let _ = ptrace::interrupt(Pid::from_raw(tid));
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        while !self.tasks.is_empty() && Instant::now() < deadline {
+            let flags = WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD | WaitPidFlag::WNOHANG;
+            match waitpid(None, Some(flags)) {
+                Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(2)),
+                Ok(WaitStatus::Exited(pid, _) | WaitStatus::Signaled(pid, _, _)) => {
+                    self.tasks.remove(&pid.as_raw());
+                }
+                Ok(WaitStatus::Stopped(pid, sig)) => {
+                    // A signal on its way in: deliver it as the task goes.
+                    let _ = ptrace::detach(pid, sig);
+                    self.tasks.remove(&pid.as_raw());
+                }
+                Ok(s) => {
+                    if let Some(pid) = s.pid() {
+                        let _ = ptrace::detach(pid, None);
+                        self.tasks.remove(&pid.as_raw());
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        self.tasks.clear();
+        self.pidfds.clear();
+    }
+
     /// Kills every task still traced and reaps them: nothing of the program outlives the lab.
     fn kill_all(&mut self) {
         for &tid in self.tasks.keys() {
@@ -217,7 +253,10 @@ impl Tracees {
 
 impl Drop for Tracees {
     fn drop(&mut self) {
-        if !self.tasks.is_empty() {
+        if self.tasks.is_empty() {
+        } else if self.attached.is_some() {
+            self.detach_all();
+        } else {
             self.kill_all();
         }
     }
@@ -293,6 +332,7 @@ pub fn run(
             },
         )]),
         pidfds: HashMap::new(),
+        attached: None,
     };
 
     // The child's own SIGSTOP, before its filter and exec.
@@ -336,6 +376,99 @@ pub fn run(
     Ok(main_exit.unwrap_or(Exit::Signal(Signal::SIGKILL)))
 }
 
+/// Attaches to the running process `pid` and every one of its threads (`PTRACE_SEIZE`, no
+/// seccomp filter: every call stops, and those numbered `nrs` are reported), follows what it
+/// starts, and hands each thing seen to `seen` until it ends, or until Ctrl-C, which detaches
+/// and leaves it running. Returns how it ended (None when detached).
+pub fn attach(
+    pid: i32,
+    nrs: &[u32],
+    mut seen: impl FnMut(&Stopped<'_>, Seen),
+) -> Result<Option<Exit>, Error> {
+    if pid <= 0 {
+        return Err(Error::Usage(format!("run --pid {pid}: not a process id")));
+    }
+    let tids: Vec<i32> = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(dir) => dir
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => {
+            return Err(Error::Other(format!(
+                "run --pid {pid}: no such process (it may have ended)"
+            )));
+        }
+    };
+    if tgid(pid) != Some(pid) {
+        return Err(Error::Other(format!(
+            "run --pid {pid}: {pid} is a thread, not a process; give its process id (Tgid in /proc/{pid}/status)"
+        )));
+    }
+    ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
+    let mut t = Tracees {
+        main: Pid::from_raw(pid),
+        execed: true,
+        tasks: HashMap::new(),
+        pidfds: HashMap::new(),
+        attached: Some(nrs.iter().map(|&n| u64::from(n)).collect()),
+    };
+    let opts = Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACEEXEC;
+    for tid in tids {
+        match ptrace::seize(Pid::from_raw(tid), opts) {
+            Ok(()) => {
+                t.tasks.insert(tid, Task { pid, pending: None });
+                let _ = ptrace::interrupt(Pid::from_raw(tid));
+            }
+            // A thread that ended meanwhile.
+            Err(Errno::ESRCH) if tid != pid => {}
+            Err(Errno::ESRCH) => {
+                return Err(Error::Other(format!(
+                    "run --pid {pid}: no such process (it may have ended)"
+                )));
+            }
+            Err(Errno::EPERM) => return Err(Error::Other(not_permitted(pid))),
+            Err(e) => return Err(Error::sys("ptrace", format!("PTRACE_SEIZE {tid}"), e)),
+        }
+    }
+    let exit = trace_loop(&mut t, &mut seen)?;
+    drop(t);
+    Ok(exit)
+}
+
+/// Why the kernel refused PTRACE_SEIZE, in words: another tracer, another user, or Yama.
+fn not_permitted(pid: i32) -> String {
+    let traced_by = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:"))
+                .map(|v| v.trim().to_string())
+        })
+        .filter(|v| v != "0");
+    if let Some(tracer) = traced_by {
+        return format!(
+            "run --pid {pid}: EPERM: process {tracer} already traces it (a debugger or strace); \
+             a process has one tracer at a time"
+        );
+    }
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let why = match scope.as_str() {
+        "1" => {
+            "Yama's ptrace_scope is 1: an ordinary user may trace only its own descendants \
+                (start the program with `socklab run -- PROGRAM` instead, or run as root)"
+        }
+        "2" => "Yama's ptrace_scope is 2: only a process with CAP_SYS_PTRACE may attach (root)",
+        "3" => "Yama's ptrace_scope is 3: no process may attach, not even root (until reboot)",
+        _ => "it belongs to another user, or runs with other privileges (setuid); run as root",
+    };
+    format!("run --pid {pid}: not permitted to trace it (EPERM): {why}")
+}
+
 /// Waits for and handles every stop until no task is left; returns how the launched process
 /// ended, when that was seen.
 fn trace_loop(
@@ -345,6 +478,11 @@ fn trace_loop(
     let mut main_exit = None;
     let mut stopping: Option<Instant> = None;
     while !t.tasks.is_empty() {
+        if ffi::interrupted() && t.attached.is_some() {
+            // Ctrl-C leaves an attached program running, as it was.
+            t.detach_all();
+            break;
+        }
         if ffi::interrupted() && stopping.is_none() {
             let _ = signal::kill(t.main, Signal::SIGINT);
             stopping = Some(Instant::now());
@@ -395,6 +533,11 @@ fn step(
             event_stop(t, pid, ev, seen);
             None
         }
+        WaitStatus::PtraceSyscall(pid) if t.attached.is_some() => {
+            attached_syscall_stop(t, pid, seen);
+            let _ = ptrace::syscall(pid, None);
+            None
+        }
         WaitStatus::PtraceSyscall(pid) => {
             exit_stop(t, pid, seen);
             let _ = ptrace::cont(pid, None);
@@ -412,6 +555,18 @@ fn step(
 
 fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
     let tid = pid.as_raw();
+    if ev == libc::PTRACE_EVENT_STOP {
+        // Attached (PTRACE_SEIZE): the stop asked for with PTRACE_INTERRUPT, a new task's
+        // first stop, or a group stop. From here the task stops at every syscall.
+        if let std::collections::hash_map::Entry::Vacant(slot) = t.tasks.entry(tid) {
+            slot.insert(Task {
+                pid: tgid(tid).unwrap_or(tid),
+                pending: None,
+            });
+        }
+        resume(t, pid, None);
+        return;
+    }
     let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
     if ev == PtraceEvent::PTRACE_EVENT_SECCOMP as i32 {
         if !t.execed {
@@ -485,6 +640,39 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         seen(&stopped, Seen::Exec { pid: tid, exe });
     }
     resume(t, pid, None);
+}
+
+/// A syscall stop while attached (no seccomp filter): an entry stop of a listed call starts
+/// it, its exit stop reports it; the rest go by.
+fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
+    let tid = pid.as_raw();
+    match ffi::syscall_stop(pid) {
+        Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
+            let listed = t.attached.as_ref().is_some_and(|l| l.contains(&nr));
+            if let Some(task) = t.tasks.get_mut(&tid) {
+                task.pending = listed.then(|| Pending {
+                    nr,
+                    args,
+                    start_ns: record::now_ns(),
+                });
+            }
+        }
+        Ok(SyscallStop::Entry { arch, nr, .. }) => {
+            let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
+            let stopped = Stopped { pid, pidfd: None };
+            seen(
+                &stopped,
+                Seen::Foreign {
+                    pid: proc_pid,
+                    tid,
+                    arch,
+                    nr,
+                },
+            );
+        }
+        Ok(SyscallStop::Exit { .. }) => exit_stop(t, pid, seen),
+        Ok(SyscallStop::Other) | Err(_) => {}
+    }
 }
 
 fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
@@ -565,9 +753,12 @@ fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
 
 /// Resumes a task; one inside a traced call keeps going to that call's exit stop.
 fn resume(t: &Tracees, pid: Pid, sig: Option<Signal>) {
-    if t.tasks
-        .get(&pid.as_raw())
-        .is_some_and(|k| k.pending.is_some())
+    // Attached, there is no filter: every call is stopped at, so the task always goes on to
+    // its next syscall stop.
+    if t.attached.is_some()
+        || t.tasks
+            .get(&pid.as_raw())
+            .is_some_and(|k| k.pending.is_some())
     {
         let _ = ptrace::syscall(pid, sig);
     } else {

@@ -37,6 +37,8 @@ const PROBE: &str = "pidfd_getfd+getsockopt(TCP_INFO)";
 pub struct RunConfig {
     /// The program and its arguments (looked up on PATH as a shell does).
     pub argv: Vec<OsString>,
+    /// Attach to this running process instead of starting `argv`.
+    pub pid: Option<i32>,
     /// Read TCP_INFO after each call on a TCP socket.
     pub probe: bool,
     /// Which observers to run beside the tracer.
@@ -70,8 +72,8 @@ impl Process {
 pub struct Traced {
     /// The merged timeline: calls, process events, state changes and packets.
     pub events: Vec<Event>,
-    /// How the launched program ended.
-    pub exit: Exit,
+    /// How the launched (or attached) program ended; None when socklab detached from it.
+    pub exit: Option<Exit>,
     /// Every process seen, by pid.
     pub processes: BTreeMap<u32, Process>,
     /// Why an observer could not run (one line each).
@@ -104,9 +106,11 @@ pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
     let place = Place::default();
     let observers = Observers::start_tiers(&Scope::default(), tiers(&cfg.observe, &place));
     let mut book = Book::new(cfg.probe);
-    let res = super::run(&cfg.argv, &traced_numbers(), |stopped, seen| {
-        book.seen(stopped, seen);
-    });
+    let mut seen = |stopped: &Stopped<'_>, seen: Seen| book.seen(stopped, seen);
+    let res = match cfg.pid {
+        Some(pid) => super::attach(pid, &traced_numbers(), &mut seen),
+        None => super::run(&cfg.argv, &traced_numbers(), &mut seen).map(Some),
+    };
     let observed = observers.finish();
     let exit = res?;
     Ok(book.finish(observed, exit))
@@ -344,7 +348,8 @@ impl Book {
             self.proc_mut(pid).epolls.insert(c.args[0] as i32);
         }
         let role = match spec.name {
-            "listen" if ok => Some(Role::Server),
+            // accept too: a process attached after its listen() is a server by its accepts.
+            "listen" | "accept" | "accept4" if ok => Some(Role::Server),
             "connect" => Some(Role::Client),
             _ => None,
         };
@@ -477,7 +482,7 @@ impl Book {
     }
 
     /// The merged timeline: the calls, and what the observers saw of the program's sockets.
-    fn finish(mut self, observed: Vec<Event>, exit: Exit) -> Traced {
+    fn finish(mut self, observed: Vec<Event>, exit: Option<Exit>) -> Traced {
         self.drop_unrelated_processes();
         let mut notices = Vec::new();
         for mut ev in observed {
