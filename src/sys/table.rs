@@ -322,12 +322,8 @@ const fn n(
     probe: Probe,
 ) -> CallSpec {
     CallSpec {
-        name,
-        nr,
-        args,
         wrapped: false,
-        strace,
-        probe,
+        ..w(name, nr, args, strace, probe)
     }
 }
 
