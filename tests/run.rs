@@ -318,3 +318,52 @@ fn run_pid(pid: u32) -> Finished {
     cmd.args(["run", "--pid", &pid.to_string()]);
     Proc::spawn(cmd).finish()
 }
+
+/// `--pcap` under run: the capture sees all loopback TCP, the file keeps the program's
+/// packets only (tcpdump reads back as many as the timeline shows, none of the test's own
+/// traffic on another port).
+#[test]
+fn the_pcap_file_holds_the_programs_packets_only() {
+    if !is_root() {
+        util::skip("needs root (the capture)");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Other traffic on loopback meanwhile, on another port.
+    let noise = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let noise_addr = noise.local_addr().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let chatter = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let _c = TcpStream::connect(noise_addr);
+            let _ = noise.accept();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    let pcap = std::env::temp_dir().join(format!("socklab-run-{}.pcap", std::process::id()));
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; echo hi >&3; exec 3>&-; sleep 0.2");
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(["--json", "run", "--pcap"])
+        .arg(&pcap)
+        .args(["--", "bash", "-c", &script]);
+    let proc = Proc::spawn(cmd);
+    let (conn, _) = listener.accept().unwrap();
+    let f = proc.finish();
+    drop(conn);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    chatter.join().unwrap();
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let packets = f
+        .events()
+        .iter()
+        .filter(|e| matches!(e.body, Body::Packet(_)))
+        .count();
+    assert!(packets >= 3, "the handshake at least: {packets}");
+    let read_back = util::tcpdump_count(&pcap);
+    let _ = std::fs::remove_file(&pcap);
+    if let Some(n) = read_back {
+        assert_eq!(n, packets, "the file holds what the timeline shows");
+    }
+}

@@ -78,6 +78,8 @@ pub struct Traced {
     pub processes: BTreeMap<u32, Process>,
     /// Why an observer could not run (one line each).
     pub notices: Vec<String>,
+    /// The local ports the program's sockets had.
+    pub ports: Vec<u16>,
 }
 
 impl Traced {
@@ -113,7 +115,19 @@ pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
     };
     let observed = observers.finish();
     let exit = res?;
-    Ok(book.finish(observed, exit))
+    let mut traced = book.finish(observed, exit);
+    if let Some(path) = &cfg.observe.pcap
+        && path.exists()
+    {
+        // The capture saw all loopback TCP; the file keeps the program's packets only.
+        let ports: HashSet<u16> = traced.ports.iter().copied().collect();
+        if let Err(e) = crate::observe::capture::keep_ports(path, |s, d| {
+            ports.contains(&s) || ports.contains(&d)
+        }) {
+            traced.notices.push(e.to_string());
+        }
+    }
+    Ok(traced)
 }
 
 /// What the lab knows of one process while it runs.
@@ -538,11 +552,14 @@ impl Book {
             .into_iter()
             .map(|(pid, p)| (pid, p.info))
             .collect();
+        let mut ports: Vec<u16> = self.ports.keys().copied().collect();
+        ports.sort_unstable();
         Traced {
             events: self.events,
             exit,
             processes,
             notices,
+            ports,
         }
     }
 }

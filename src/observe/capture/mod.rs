@@ -9,15 +9,18 @@
 //! (the lab's hosts: a veth, where each frame is seen once, going out or coming in).
 //!
 //! `bpf` builds the filter, `decode` turns a packet into an event body, `clock` puts the
-//! kernel's stamps on the lab's clock, `socket` holds the socket and its reader thread.
+//! kernel's stamps on the lab's clock, `socket` holds the socket and its reader thread, `pcap` narrows a written file to some
+//! ports.
 
 mod bpf;
 mod clock;
 mod decode;
+mod pcap;
 mod socket;
 #[cfg(test)]
 mod tests;
 
 pub use bpf::{bpf_program, bpf_program_on};
 pub use decode::{SeqTracker, decode};
+pub use pcap::keep_ports;
 pub use socket::{Capture, Interface};
