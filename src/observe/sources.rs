@@ -2,6 +2,7 @@
 //! the AF_PACKET capture, and the TIME_WAIT look at the end. Each calls its module's public
 //! API; the tiers they form are in [`super::session`].
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -247,7 +248,8 @@ impl Source for TimeWaitLook {
 struct TimeWaitRun {
     ports: Vec<u16>,
     netns: Vec<PathBuf>,
-    before: Vec<u64>,
+    /// A set: a busy machine has tens of thousands (a list made finish quadratic, minutes).
+    before: HashSet<u64>,
 }
 
 impl Observer for TimeWaitRun {

@@ -182,6 +182,8 @@ struct Pending {
 struct Task {
     pid: i32,
     pending: Option<Pending>,
+    /// Reported by its parent's fork event, its first SIGSTOP (the attach stop) not yet seen.
+    attaching: bool,
 }
 
 /// The traced program and everything it started.
@@ -328,7 +330,7 @@ pub fn run(
             child.as_raw(),
             Task {
                 pid: child.as_raw(),
-                pending: None,
+                ..Task::default()
             },
         )]),
         pidfds: HashMap::new(),
@@ -419,7 +421,13 @@ pub fn attach(
     for tid in tids {
         match ptrace::seize(Pid::from_raw(tid), opts) {
             Ok(()) => {
-                t.tasks.insert(tid, Task { pid, pending: None });
+                t.tasks.insert(
+                    tid,
+                    Task {
+                        pid,
+                        ..Task::default()
+                    },
+                );
                 let _ = ptrace::interrupt(Pid::from_raw(tid));
             }
             // A thread that ended meanwhile.
@@ -561,7 +569,7 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         if let std::collections::hash_map::Entry::Vacant(slot) = t.tasks.entry(tid) {
             slot.insert(Task {
                 pid: tgid(tid).unwrap_or(tid),
-                pending: None,
+                ..Task::default()
             });
         }
         resume(t, pid, None);
@@ -612,7 +620,13 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         if let Ok(new) = ptrace::getevent(pid) {
             let new = new as i32;
             let new_pid = tgid(new).unwrap_or(new);
-            t.tasks.entry(new).or_default().pid = new_pid;
+            // Attached (PTRACE_SEIZE), a new task's first stop is an event stop, no SIGSTOP.
+            let attaching = t.attached.is_none();
+            let task = t.tasks.entry(new).or_insert_with(|| Task {
+                attaching,
+                ..Task::default()
+            });
+            task.pid = new_pid;
             let stopped = Stopped { pid, pidfd: None };
             seen(
                 &stopped,
@@ -731,12 +745,20 @@ fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
         // A new task's first stop can come before its parent's fork event.
         slot.insert(Task {
             pid: tgid(tid).unwrap_or(tid),
-            pending: None,
+            ..Task::default()
         });
         if sig == Signal::SIGSTOP {
             let _ = ptrace::cont(pid, None);
             return;
         }
+    } else if sig == Signal::SIGSTOP
+        && let Some(task) = t.tasks.get_mut(&tid)
+        && std::mem::take(&mut task.attaching)
+    {
+        // The attach stop after the fork event: passing its SIGSTOP on would stop the child,
+        // and the SIGCHLD would interrupt its parent's blocking call.
+        let _ = ptrace::cont(pid, None);
+        return;
     }
     let stop_sig = matches!(
         sig,

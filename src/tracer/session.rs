@@ -139,6 +139,8 @@ struct Proc {
     epolls: HashSet<i32>,
     /// It made a 32-bit call (said once).
     foreign: bool,
+    /// Its role comes from its own listen or connect, not from its parent's.
+    own_role: bool,
 }
 
 /// Turns what the tracer reports into events.
@@ -149,8 +151,9 @@ struct Book {
     events: Vec<Event>,
     /// Local TCP/UDP ports of the program's sockets, and the process that had each.
     ports: HashMap<u16, u32>,
-    /// The remote addresses the program's sockets connected to, and the process of each.
-    peers: HashMap<SocketAddr, u32>,
+    /// The remote addresses the program's sockets connected to: when each process started
+    /// its call, in order (two processes may connect to the same server one after the other).
+    peers: HashMap<SocketAddr, Vec<(u64, u32)>>,
     /// The process socklab started.
     main: Option<u32>,
 }
@@ -180,6 +183,7 @@ impl Book {
             fds: FdTable::default(),
             epolls: HashSet::new(),
             foreign: false,
+            own_role: false,
         })
     }
 
@@ -276,8 +280,8 @@ impl Book {
         for &fd in &new_fds {
             self.kinds.forget(c.pid, fd);
         }
-        let fd = args::fd_of(spec, &c.args, c.ret);
-        let Some(fd) = self.concerns(spec, c, fd, &new_fds) else {
+        let fd = args::fd_with(spec, &c.args, c.ret, stopped);
+        let Some(fd) = self.concerns(spec, c, fd, &new_fds, stopped) else {
             return;
         };
         let before = fd.and_then(|fd| self.proc_mut(pid).fds.get(fd).cloned());
@@ -306,7 +310,7 @@ impl Book {
                 if matches!(spec.name, "accept" | "accept4") {
                     info.accepted_from = c.args.first().map(|&l| l as i32);
                 }
-                self.learn_port(pid, &info);
+                self.learn_port(pid, c.start_ns, &info);
                 self.proc_mut(pid).fds.insert(new, info);
             }
         }
@@ -347,7 +351,7 @@ impl Book {
                 if self.probe && info.transport == Transport::Tcp && spec.probe != Probe::None {
                     probe_state = crate::sys::ffi::tcp_info(dup.as_raw_fd()).ok();
                 }
-                self.learn_port(pid, &info);
+                self.learn_port(pid, c.start_ns, &info);
                 drop(dup);
             }
         }
@@ -356,19 +360,33 @@ impl Book {
             && let Ok(target) = super::decode::sockaddr(&bytes).parse::<SocketAddr>()
         {
             // Even a refused connect's SYN_SENT belongs to this process.
-            self.peers.insert(target, pid);
+            self.peers
+                .entry(target)
+                .or_default()
+                .push((c.start_ns, pid));
         }
         if spec.name == "epoll_ctl" && ok {
             self.proc_mut(pid).epolls.insert(c.args[0] as i32);
         }
+        // A connect makes a client when it is on a TCP or UDP socket (refused or not) or when
+        // it worked: a library's failed look for a local daemon (nscd's Unix socket) does not.
+        let inet = fd
+            .and_then(|fd| self.proc_mut(pid).fds.get(fd))
+            .is_some_and(|i| i.transport != Transport::Other);
         let role = match spec.name {
             // accept too: a process attached after its listen() is a server by its accepts.
             "listen" | "accept" | "accept4" if ok => Some(Role::Server),
-            "connect" => Some(Role::Client),
+            "connect" if ok || inet || c.errno == Some(nix::errno::Errno::EINPROGRESS) => {
+                Some(Role::Client)
+            }
             _ => None,
         };
         if let Some(role) = role {
-            self.proc_mut(pid).info.role.get_or_insert(role);
+            // The first of its own decides; one inherited from the parent gives way.
+            let proc = self.proc_mut(pid);
+            if !std::mem::replace(&mut proc.own_role, true) {
+                proc.info.role = Some(role);
+            }
         }
 
         // The event, as a wrapper would have recorded it.
@@ -433,6 +451,7 @@ impl Book {
         c: &Call,
         fd: Option<i32>,
         new_fds: &[i32],
+        mem: &Stopped<'_>,
     ) -> Option<Option<i32>> {
         let pid = c.pid;
         let is_socket = |book: &mut Book, fd: i32| {
@@ -463,35 +482,46 @@ impl Book {
                 .contains(&(c.args[0] as i32))
                 .then_some(fd),
             "poll" | "ppoll" => {
-                let any = self.proc_mut(pid as u32).fds.values().next().is_some();
-                any.then_some(fd)
+                // A wait on sockets: the event names the first descriptor, as the wrapper's
+                // does (and strace's line), and the lab looks at it only when it is a socket.
+                let fds = poll_fds(mem, c.args[0], c.args[1]);
+                let any = fds.iter().any(|&f| is_socket(self, f));
+                any.then(|| fd.filter(|&f| is_socket(self, f)))
             }
             _ if about_socket(self) => Some(fd),
             _ => None,
         }
     }
 
-    fn learn_port(&mut self, pid: u32, info: &FdInfo) {
+    fn learn_port(&mut self, pid: u32, t: u64, info: &FdInfo) {
         if let Some(a) = info.local
             && a.port() != 0
         {
             self.ports.insert(a.port(), pid);
         }
         if let Some(r) = info.remote {
-            self.peers.insert(r, pid);
+            let seen = self.peers.entry(r).or_default();
+            if !seen.iter().any(|&(_, p)| p == pid) {
+                seen.push((t, pid));
+            }
         }
     }
 
-    /// The process a kernel state change belongs to: the one whose socket has its local port,
-    /// else (a connect's first state, before the port shows) the one that connected to its
-    /// remote address.
-    fn owner(&self, local: Option<&str>, remote: Option<&str>) -> Option<u32> {
+    /// The process a kernel state change at `t` belongs to: the one whose socket has its local
+    /// port, else (a connect's first state, before the port shows) the last one that began
+    /// connecting to its remote address before `t`.
+    fn owner(&self, t: u64, local: Option<&str>, remote: Option<&str>) -> Option<u32> {
         let by_port = local
             .and_then(timeline::port_of)
             .and_then(|p| self.ports.get(&p).copied());
         by_port.or_else(|| {
             let remote: SocketAddr = remote?.parse().ok()?;
-            self.peers.get(&remote).copied()
+            let seen = self.peers.get(&remote)?;
+            seen.iter()
+                .rev()
+                .find(|&&(start, _)| start <= t)
+                .or(seen.first())
+                .map(|&(_, pid)| pid)
         })
     }
 
@@ -501,13 +531,15 @@ impl Book {
         let mut notices = Vec::new();
         for mut ev in observed {
             let keep = match &ev.body {
-                Body::State(st) => match self.owner(st.local.as_deref(), st.remote.as_deref()) {
-                    Some(owner) => {
-                        ev.pid = owner;
-                        true
+                Body::State(st) => {
+                    match self.owner(ev.t, st.local.as_deref(), st.remote.as_deref()) {
+                        Some(owner) => {
+                            ev.pid = owner;
+                            true
+                        }
+                        None => false,
                     }
-                    None => false,
-                },
+                }
                 Body::Packet(p) => {
                     let ports =
                         [p.src.as_str(), p.dst.as_str()].map(|a| timeline::port_of(a).unwrap_or(0));
@@ -640,8 +672,20 @@ impl Proc {
             fds: self.fds.clone(),
             epolls: self.epolls.clone(),
             foreign: false,
+            own_role: false,
         }
     }
+}
+
+/// The descriptors of a `pollfd` array of `n` entries at `addr` (the first 64).
+fn poll_fds(mem: &Stopped<'_>, addr: u64, n: u64) -> Vec<i32> {
+    let n = n.min(64) as usize;
+    // struct pollfd: int fd; short events; short revents.
+    mem.read(addr, n * 8)
+        .unwrap_or_default()
+        .chunks_exact(8)
+        .map(|e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]))
+        .collect()
 }
 
 /// `/proc/PID/comm`: the program's name as the kernel keeps it.

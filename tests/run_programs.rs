@@ -1,0 +1,715 @@
+//! `socklab run -- PROGRAM` on programs of many shapes: Python's http.server and urllib, a C
+//! program with poll, accept4, sendmsg and recvmsg, a threaded server, UDP on IPv6 and Unix
+//! sockets, and the awkward ones (a static binary, a 32-bit call, SIGKILL, 1000 children,
+//! files that cannot run). Each test checks what the kernel did (return values, the states
+//! TCP_INFO read, the tracepoint's transitions as root, exit statuses), and that nothing of
+//! the run is left behind; never the text socklab printed.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use socklab::event::Syscall;
+use socklab::{Body, Event, Lane, Role, TcpState};
+use util::{Finished, Proc, assert_no_panic, is_root, socklab_exe};
+
+/// A directory of this test's own under the temp dir, removed at drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("socklab-run-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test's temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn text(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Compiles the fixture `source` with `cc` (and `flags`) into `dir`; None, after saying why,
+/// without cc or when cc fails with these flags.
+fn compile(dir: &TempDir, source: &str, flags: &[&str]) -> Option<PathBuf> {
+    if !util::have_tool("cc", "gcc") {
+        return None;
+    }
+    let src = dir.path(source);
+    std::fs::copy(fixture(source), &src).expect("copy the C source");
+    let exe = dir.path(source.trim_end_matches(".c"));
+    let out = Command::new("cc")
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("run cc");
+    if !out.status.success() {
+        util::skip(&format!(
+            "cc {} cannot build here: {}",
+            flags.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+        ));
+        return None;
+    }
+    Some(exe)
+}
+
+/// `socklab [global...] run -- program...` to its end, and socklab's pid.
+fn run(global: &[&str], program: &[&str]) -> (Finished, u32) {
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(global).arg("run").arg("--").args(program);
+    let proc = Proc::spawn(cmd);
+    let pid = proc.pid();
+    (proc.finish(), pid)
+}
+
+/// Nothing of the run is left: no process whose arguments mention `mark` (a path of the
+/// test's own), no tracefs instance of socklab's pid.
+fn assert_nothing_left(socklab: u32, mark: &str) {
+    let left: Vec<_> = util::processes()
+        .into_iter()
+        .filter(|(_, args)| args.iter().any(|a| a.contains(mark)))
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    assert_eq!(util::instances_of(socklab), Vec::<String>::new());
+}
+
+fn calls_of<'a>(events: &'a [Event], pid: u32, name: &str) -> Vec<(&'a Event, &'a Syscall)> {
+    events
+        .iter()
+        .filter(|e| e.pid == pid)
+        .filter_map(|e| e.syscall().map(|sc| (e, sc)))
+        .filter(|(_, sc)| sc.name == name)
+        .collect()
+}
+
+/// The process that made the first successful call `name`.
+fn pid_of(events: &[Event], name: &str) -> u32 {
+    events
+        .iter()
+        .find(|e| {
+            e.syscall()
+                .is_some_and(|sc| sc.name == name && !sc.failed())
+        })
+        .unwrap_or_else(|| panic!("no {name} in the events"))
+        .pid
+}
+
+/// The process notes (`proc.*`) of `pid` with key `key`: their args.
+fn notes_of<'a>(events: &'a [Event], pid: u32, key: &str) -> Vec<&'a BTreeMap<String, String>> {
+    events
+        .iter()
+        .filter(|e| e.pid == pid)
+        .filter_map(|e| match &e.body {
+            Body::Note(n) if n.key == key => Some(&n.args),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The descriptors each process got from socket, socketpair, accept or accept4.
+fn sockets(events: &[Event]) -> HashSet<(u32, i32)> {
+    let mut out = HashSet::new();
+    for e in events {
+        let Some(sc) = e.syscall().filter(|sc| !sc.failed()) else {
+            continue;
+        };
+        match sc.name.as_ref() {
+            "socket" | "accept" | "accept4" => {
+                out.insert((e.pid, sc.ret as i32));
+            }
+            "socketpair" => {
+                let sv = util::arg(sc, "sv");
+                for fd in sv.trim_matches(['[', ']']).split(", ") {
+                    out.insert((e.pid, fd.parse().expect("socketpair's descriptors")));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The calls that move data or end a descriptor.
+const DATA_CALLS: &[&str] = &[
+    "read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg", "close",
+    "shutdown", "sendfile",
+];
+
+/// Python's http.server and urllib, started by one shell: the server's and the client's
+/// calls on their own lanes, the states the kernel reported, and only calls on sockets (the
+/// server reads its directory listing and writes its log: none of that is on the timeline).
+#[test]
+fn pythons_http_server_and_urllib() {
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let dir = TempDir::new("http");
+    std::fs::write(dir.path("hello.txt"), "hello\n").unwrap();
+    let port = util::free_port();
+    let py = python.display().to_string();
+    let (d, log) = (dir.text(), dir.path("server.log").display().to_string());
+    // The server says when it listens (a probe connection would be one more accept).
+    let script = format!(
+        "cd \"{d}\" && \"{py}\" -u -m http.server --bind 127.0.0.1 {port} > \"{log}\" 2>&1 & s=$!; \
+         for i in $(seq 200); do grep -q Serving \"{log}\" && break; sleep 0.05; done; \
+         \"{py}\" -c 'import sys, urllib.request as u; \
+         r = u.urlopen(\"http://127.0.0.1:{port}/\"); \
+         sys.exit(0 if r.status == 200 and b\"hello.txt\" in r.read() else 1)' || exit 9; \
+         kill $s; wait $s; exit 0"
+    );
+    let (f, socklab) = run(&["--json"], &["sh", "-c", &script]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let evs = f.events();
+    let server = pid_of(&evs, "listen");
+    let target = format!("127.0.0.1:{port}");
+    let (connect_ev, connect) = evs
+        .iter()
+        .filter_map(|e| e.syscall().map(|sc| (e, sc)))
+        .find(|(_, sc)| sc.name == "connect" && sc.remote.as_deref() == Some(target.as_str()))
+        .expect("urllib's connect");
+    let client = connect_ev.pid;
+    assert_ne!(server, client, "two processes");
+
+    // Both roles, each on its lane.
+    for e in evs.iter().filter(|e| e.pid == server) {
+        assert_eq!(
+            (e.role, e.lane),
+            (Some(Role::Server), Lane::Server),
+            "{e:?}"
+        );
+    }
+    for e in evs.iter().filter(|e| e.pid == client) {
+        assert_eq!(
+            (e.role, e.lane),
+            (Some(Role::Client), Lane::Client),
+            "{e:?}"
+        );
+    }
+    let (_, listen) = calls_of(&evs, server, "listen")[0];
+    assert_eq!(listen.tcp_state, Some(TcpState::Listen));
+    assert_eq!(listen.local.as_deref(), Some(target.as_str()));
+    // One connection: accept4 returned it ESTABLISHED, from the client's address.
+    let accepts: Vec<_> = calls_of(&evs, server, "accept4")
+        .into_iter()
+        .filter(|(_, sc)| !sc.failed())
+        .collect();
+    assert_eq!(accepts.len(), 1, "one connection");
+    let (accept_ev, accept) = accepts[0];
+    assert_eq!(accept.tcp_state, Some(TcpState::Established), "{accept:?}");
+    assert_eq!(connect.ret, 0);
+    assert_eq!(
+        connect.tcp_state,
+        Some(TcpState::Established),
+        "{connect:?}"
+    );
+    assert_eq!(
+        accept.remote, connect.local,
+        "the two ends of one connection"
+    );
+    // The request and the answer: what one sent, the other received.
+    let sent: i64 = calls_of(&evs, client, "sendto")
+        .iter()
+        .map(|(_, sc)| sc.ret)
+        .sum();
+    let got: i64 = calls_of(&evs, server, "recvfrom")
+        .iter()
+        .filter(|(_, sc)| sc.fd == accept.fd)
+        .map(|(_, sc)| sc.ret.max(0))
+        .sum();
+    assert!(
+        sent > 0 && got == sent,
+        "request: sent {sent}, received {got}"
+    );
+
+    // Data calls on sockets only.
+    let socks = sockets(&evs);
+    for e in &evs {
+        let Some(sc) = e.syscall() else { continue };
+        if let Some(fd) = sc.fd.filter(|_| DATA_CALLS.contains(&sc.name.as_ref())) {
+            assert!(socks.contains(&(e.pid, fd)), "not a socket: {e:?}");
+        }
+        assert_ne!(sc.name, "openat", "{e:?}");
+    }
+    // The kill: SIGTERM ended the server.
+    let killed = notes_of(&evs, server, "proc.killed");
+    assert_eq!(killed.len(), 1);
+    assert_eq!(killed[0]["signal"], "SIGTERM");
+
+    assert_nothing_left(socklab, &dir.text());
+    let server_left = util::processes().into_iter().any(|(_, args)| {
+        args.iter().any(|a| a == "http.server") && args.contains(&port.to_string())
+    });
+    assert!(!server_left, "the server outlived the run");
+    if !is_root() {
+        util::skip("needs root (the tracepoint checks)");
+        return;
+    }
+    // The tracepoint: the server's end was ESTABLISHED before accept4 returned it, and its
+    // listener closed when the signal ended the process.
+    let client_end = connect.local.clone().expect("the client's address");
+    let established = evs.iter().find(|e| {
+        e.pid == server
+            && matches!(&e.body, Body::State(st)
+                if st.to == TcpState::Established && st.remote.as_ref() == Some(&client_end))
+    });
+    assert!(established.expect("the server end's ESTABLISHED").t < accept_ev.t);
+    let listen_closed = evs.iter().any(|e| {
+        e.pid == server
+            && matches!(&e.body, Body::State(st)
+                if st.from == Some(TcpState::Listen) && st.to == TcpState::Close
+                    && st.local.as_deref() == Some(target.as_str()))
+    });
+    assert!(listen_closed, "LISTEN -> CLOSE at the kill");
+}
+
+/// A C server and its forked client: poll names the socket it waited on, with the state
+/// behind it; sendmsg and recvmsg carry their data.
+#[test]
+fn a_c_program_with_poll_accept4_sendmsg_recvmsg() {
+    let dir = TempDir::new("pollmsg");
+    let Some(exe) = compile(&dir, "run_pollmsg.c", &["-O1"]) else {
+        return;
+    };
+    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "the exchange worked\n{}",
+        f.stderr
+    );
+    let evs = f.events();
+    let server = pid_of(&evs, "listen");
+    let client = pid_of(&evs, "connect");
+    assert_ne!(server, client, "the client is a forked child");
+    assert_eq!(
+        calls_of(&evs, server, "clone")
+            .iter()
+            .map(|(_, sc)| sc.ret as u32)
+            .collect::<Vec<_>>(),
+        [client]
+    );
+    assert!(
+        evs.iter()
+            .filter(|e| e.pid == client)
+            .all(|e| e.lane == Lane::Client)
+    );
+    let (_, listen) = calls_of(&evs, server, "listen")[0];
+    let listener = listen.fd.expect("listen's fd");
+
+    let (_, accept) = calls_of(&evs, server, "accept4")[0];
+    assert_eq!(util::arg(accept, "flags"), "SOCK_CLOEXEC");
+    assert_eq!(accept.tcp_state, Some(TcpState::Established));
+    let conn = accept.ret as i32;
+
+    // The two polls: on the listener (a connection waiting), then on the connection.
+    let polls = calls_of(&evs, server, "poll");
+    assert_eq!(polls.len(), 2, "{polls:?}");
+    let (_, on_listener) = polls[0];
+    assert_eq!((on_listener.ret, on_listener.fd), (1, Some(listener)));
+    assert_eq!(
+        util::arg(on_listener, "fds"),
+        format!("[{{fd={listener}, events=POLLIN, revents=POLLIN}}]")
+    );
+    assert_eq!(on_listener.tcp_state, Some(TcpState::Listen));
+    let (_, on_conn) = polls[1];
+    assert_eq!((on_conn.ret, on_conn.fd), (1, Some(conn)));
+    assert!(util::arg(on_conn, "fds").contains(&format!("fd={conn},")));
+    assert_eq!(on_conn.tcp_state, Some(TcpState::Established));
+
+    // The messages, decoded from the iovecs.
+    let msg = |sc: &Syscall| util::arg(sc, "msg").to_string();
+    let sends = calls_of(&evs, client, "sendmsg");
+    assert_eq!(sends.len(), 1);
+    assert_eq!(sends[0].1.ret, 17);
+    assert!(
+        msg(sends[0].1).contains(r#"iov_base="ping over sendmsg""#),
+        "{}",
+        msg(sends[0].1)
+    );
+    let recvs = calls_of(&evs, server, "recvmsg");
+    assert_eq!(
+        recvs
+            .iter()
+            .map(|(_, sc)| (sc.fd, sc.ret))
+            .collect::<Vec<_>>(),
+        [(Some(conn), 17), (Some(conn), 0)],
+        "the ping, then the client's FIN"
+    );
+    assert!(msg(recvs[0].1).contains("ping over sendmsg"));
+    assert_eq!(recvs[1].1.tcp_state, Some(TcpState::CloseWait));
+    let (_, pong) = calls_of(&evs, server, "sendmsg")[0];
+    assert_eq!((pong.fd, pong.ret), (Some(conn), 17));
+    assert!(msg(pong).contains("pong over sendmsg"));
+    let (_, got) = calls_of(&evs, client, "recvmsg")[0];
+    assert_eq!(got.ret, 17);
+    assert!(msg(got).contains("pong over sendmsg"));
+    // The parent reaped its child.
+    let (_, wait) = calls_of(&evs, server, "wait4")[0];
+    assert_eq!(wait.ret as u32, client);
+    assert_nothing_left(socklab, &dir.text());
+}
+
+/// A threaded server: each thread's calls carry the process's pid and its own tid.
+#[test]
+fn a_threaded_servers_calls_carry_their_threads() {
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let script = fixture("run_threads.py").display().to_string();
+    let (f, socklab) = run(&["--json"], &[&python.display().to_string(), &script]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let evs = f.events();
+    let pid = pid_of(&evs, "listen");
+    // Every call is the one process's.
+    assert!(
+        evs.iter()
+            .filter(|e| e.syscall().is_some())
+            .all(|e| e.pid == pid)
+    );
+    let threads: BTreeSet<u32> = calls_of(&evs, pid, "clone3")
+        .iter()
+        .chain(calls_of(&evs, pid, "clone").iter())
+        .map(|(_, sc)| sc.ret as u32)
+        .collect();
+    assert_eq!(threads.len(), 3, "three threads started");
+    let accepts: Vec<_> = calls_of(&evs, pid, "accept4")
+        .into_iter()
+        .filter(|(_, sc)| !sc.failed())
+        .collect();
+    let tids: BTreeSet<u32> = accepts.iter().map(|(e, _)| e.tid).collect();
+    assert_eq!(tids, threads, "each thread accepted one connection");
+    // The connections are the main thread's.
+    for (e, _) in calls_of(&evs, pid, "connect") {
+        assert_eq!(e.tid, pid);
+    }
+    // Each accepted descriptor's data calls are its thread's.
+    for (ev, accept) in &accepts {
+        let fd = accept.ret as i32;
+        let echo: Vec<_> = evs
+            .iter()
+            .filter(|e| {
+                e.syscall().is_some_and(|sc| {
+                    sc.fd == Some(fd) && matches!(sc.name.as_ref(), "recvfrom" | "sendto")
+                }) && e.t > ev.t
+            })
+            .take(2)
+            .collect();
+        assert_eq!(echo.len(), 2);
+        assert!(echo.iter().all(|e| e.tid == ev.tid), "{echo:?}");
+        assert_eq!(echo[0].syscall().unwrap().ret, 8);
+    }
+    assert_nothing_left(socklab, &script);
+}
+
+/// UDP on ::1, Unix datagrams at a path, a Unix stream at an abstract name, a socketpair:
+/// each address decoded as the kernel had it.
+#[test]
+fn udp6_and_unix_addresses_are_decoded() {
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let dir = TempDir::new("addrs");
+    let path = dir.path("dgram.sock").display().to_string();
+    let name = format!("socklab-run-test-{}", std::process::id());
+    let script = fixture("run_addrs.py").display().to_string();
+    let (f, socklab) = run(
+        &["--json"],
+        &[&python.display().to_string(), &script, &path, &name],
+    );
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let evs = f.events();
+    let pid = pid_of(&evs, "socketpair");
+    let named = |call: &str| -> Vec<&Syscall> {
+        calls_of(&evs, pid, call)
+            .into_iter()
+            .map(|(_, sc)| sc)
+            .collect()
+    };
+
+    // UDP on ::1: the port bound, the datagrams' addresses both ways.
+    let server = named("getsockname")
+        .into_iter()
+        .find_map(|sc| {
+            util::arg(sc, "addr")
+                .strip_prefix("[::1]:")
+                .map(String::from)
+        })
+        .expect("the IPv6 server's port");
+    let to_server = format!("[::1]:{server}");
+    let sendtos = named("sendto");
+    let hello = sendtos
+        .iter()
+        .find(|sc| util::arg(sc, "data") == "udp6 hello")
+        .expect("the UDP datagram");
+    assert_eq!(
+        (util::arg(hello, "addr"), hello.ret),
+        (to_server.as_str(), 10)
+    );
+    let recvfroms = named("recvfrom");
+    let got = recvfroms
+        .iter()
+        .find(|sc| util::arg(sc, "data") == "udp6 hello")
+        .expect("its receipt");
+    let from = util::arg(got, "addr");
+    assert!(from.starts_with("[::1]:") && from != to_server, "{from}");
+    let back = recvfroms
+        .iter()
+        .find(|sc| util::arg(sc, "data") == "udp6 back")
+        .expect("the answer");
+    assert_eq!(util::arg(back, "addr"), to_server);
+
+    // Unix datagrams at a path.
+    let binds = named("bind");
+    assert!(
+        binds
+            .iter()
+            .any(|sc| util::arg(sc, "addr") == path && sc.ret == 0),
+        "{binds:?}"
+    );
+    let unix = sendtos
+        .iter()
+        .find(|sc| util::arg(sc, "data") == "unix hello")
+        .expect("the Unix datagram");
+    assert_eq!((util::arg(unix, "addr"), unix.ret), (path.as_str(), 10));
+
+    // The abstract name, as `@name`.
+    let abstract_name = format!("@{name}");
+    assert!(
+        binds
+            .iter()
+            .any(|sc| util::arg(sc, "addr") == abstract_name)
+    );
+    let connect = named("connect")
+        .into_iter()
+        .find(|sc| util::arg(sc, "addr") == abstract_name)
+        .expect("the connect to the abstract name");
+    assert_eq!(connect.ret, 0);
+    let (_, accept) = calls_of(&evs, pid, "accept4")
+        .into_iter()
+        .find(|(_, sc)| !sc.failed())
+        .expect("the abstract listener's accept");
+    assert!(accept.ret >= 0);
+
+    // socketpair: the two descriptors, and the data from one to the other.
+    let pair = named("socketpair")[0];
+    let sv = util::arg(pair, "sv");
+    let fds: Vec<i32> = sv
+        .trim_matches(['[', ']'])
+        .split(", ")
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(fds.len(), 2, "{sv}");
+    let sent = sendtos
+        .iter()
+        .find(|sc| util::arg(sc, "data") == "pair hello")
+        .expect("the socketpair's send");
+    let read = recvfroms
+        .iter()
+        .find(|sc| util::arg(sc, "data") == "pair hello")
+        .expect("its receipt");
+    assert_eq!((sent.fd, read.fd), (Some(fds[0]), Some(fds[1])));
+    assert_eq!((sent.ret, read.ret), (10, 10));
+    assert_nothing_left(socklab, &dir.text());
+}
+
+/// A static binary, exec'd by a shell: no loader to preload into, but ptrace sees its calls.
+#[test]
+fn a_static_binary_is_traced() {
+    let dir = TempDir::new("static");
+    let Some(exe) = compile(&dir, "run_static.c", &["-static"]) else {
+        return;
+    };
+    let exe = exe.display().to_string();
+    let (f, socklab) = run(&["--json"], &["sh", "-c", "exec \"$0\"", &exe]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(
+        f.status.code(),
+        Some(3),
+        "its own exit status\n{}",
+        f.stderr
+    );
+    let evs = f.events();
+    let pid = pid_of(&evs, "socket");
+    let exec = notes_of(&evs, pid, "proc.exec");
+    assert_eq!(exec.len(), 1);
+    assert_eq!(exec[0]["program"], exe);
+    let (_, socket) = calls_of(&evs, pid, "socket")[0];
+    assert_eq!((socket.ret, util::arg(socket, "type")), (3, "SOCK_DGRAM"));
+    assert_eq!(calls_of(&evs, pid, "close")[0].1.ret, 0);
+    assert_eq!(notes_of(&evs, pid, "proc.exited")[0]["code"], "3");
+    assert_nothing_left(socklab, &dir.text());
+}
+
+/// A 32-bit call (`int 0x80`): said once, not decoded; the program's own result unchanged.
+#[test]
+fn a_32_bit_call_is_reported_as_foreign() {
+    let dir = TempDir::new("foreign");
+    let Some(exe) = compile(&dir, "run_foreign.c", &[]) else {
+        return;
+    };
+    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "i386's getpid returned the pid\n{}",
+        f.stderr
+    );
+    let evs = f.events();
+    let pid = pid_of(&evs, "socket");
+    let foreign = notes_of(&evs, pid, "proc.foreign");
+    assert_eq!(foreign.len(), 1, "{evs:#?}");
+    assert_eq!(foreign[0]["nr"], "20");
+    assert_eq!(foreign[0]["pid"], pid.to_string());
+    // The 64-bit calls around it are still decoded.
+    assert_eq!(calls_of(&evs, pid, "socket")[0].1.ret, 3);
+    assert_eq!(calls_of(&evs, pid, "close")[0].1.fd, Some(3));
+    assert_nothing_left(socklab, &dir.text());
+}
+
+/// A program killed by SIGKILL with a listener open: 137, and (as root) the kernel closed the
+/// listener as the process died.
+#[test]
+fn a_program_killed_by_sigkill() {
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let dir = TempDir::new("sigkill");
+    let script = dir.path("killed.py");
+    std::fs::write(
+        &script,
+        "import os, socket\n\
+         s = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\n\
+         os.kill(os.getpid(), 9)\n",
+    )
+    .unwrap();
+    let (f, socklab) = run(
+        &["--json"],
+        &[&python.display().to_string(), &script.display().to_string()],
+    );
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(137), "128 + SIGKILL\n{}", f.stderr);
+    let evs = f.events();
+    let pid = pid_of(&evs, "listen");
+    // kill(getpid(), SIGKILL) never returns: no call event, the process's end instead.
+    assert!(calls_of(&evs, pid, "kill").is_empty());
+    let killed = notes_of(&evs, pid, "proc.killed");
+    assert_eq!(killed.len(), 1);
+    assert_eq!(killed[0]["signal"], "SIGKILL");
+    assert_nothing_left(socklab, &dir.text());
+    if !is_root() {
+        util::skip("needs root (the tracepoint checks)");
+        return;
+    }
+    let local = calls_of(&evs, pid, "listen")[0].1.local.clone();
+    let closed = evs.iter().any(|e| {
+        matches!(&e.body, Body::State(st)
+            if st.from == Some(TcpState::Listen) && st.to == TcpState::Close
+                && st.local == local)
+    });
+    assert!(closed, "LISTEN -> CLOSE when the process died");
+}
+
+/// 1000 children: every one followed (its socket call, its exit) and reaped; socklab ends
+/// with the program.
+#[test]
+fn a_thousand_children_are_followed_and_reaped() {
+    let dir = TempDir::new("fork1000");
+    let Some(exe) = compile(&dir, "run_fork1000.c", &["-O1"]) else {
+        return;
+    };
+    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "all 1000 reaped with status 0\n{}",
+        f.stderr
+    );
+    let evs = f.events();
+    let children: BTreeSet<u32> = evs
+        .iter()
+        .filter(|e| {
+            e.syscall()
+                .is_some_and(|sc| sc.name == "socket" && sc.ret == 3)
+        })
+        .map(|e| e.pid)
+        .collect();
+    assert_eq!(children.len(), 1000, "one socket call per child");
+    let exited: BTreeSet<u32> = evs
+        .iter()
+        .filter(
+            |e| matches!(&e.body, Body::Note(n) if n.key == "proc.exited" && n.args["code"] == "0"),
+        )
+        .map(|e| e.pid)
+        .collect();
+    assert!(children.is_subset(&exited), "every child's exit was seen");
+    assert_nothing_left(socklab, &dir.text());
+}
+
+/// Files that are no programs: one line on stderr, 126 as a shell says it, nothing left.
+#[test]
+fn files_that_cannot_run() {
+    let dir = TempDir::new("cannot");
+    let junk = dir.path("junk");
+    std::fs::write(&junk, b"\x7fELF and then nothing").unwrap();
+    let plain = dir.path("plain");
+    std::fs::write(&plain, b"#!/bin/sh\nexit 0\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    for (file, errno) in [(&junk, libc::ENOEXEC), (&plain, libc::EACCES)] {
+        let file = file.display().to_string();
+        let (f, socklab) = run(&["--json"], &[&file]);
+        assert_no_panic(&f.stderr);
+        assert_eq!(f.status.code(), Some(126), "{file}: {}", f.stderr);
+        let lines: Vec<&str> = f.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line: {}", f.stderr);
+        let reason = std::io::Error::from_raw_os_error(errno).to_string();
+        let reason = reason.split(" (os error").next().unwrap();
+        assert!(
+            lines[0].contains(&file) && lines[0].contains(reason),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            f.events().is_empty(),
+            "no events from a program that never ran"
+        );
+        assert_nothing_left(socklab, &dir.text());
+    }
+}

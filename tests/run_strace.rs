@@ -1,0 +1,217 @@
+//! `socklab run` against strace. ptrace is exclusive (one tracer per process), so one run
+//! cannot be watched by both: a deterministic program runs twice, once under
+//! `strace -f -yy -e trace=<the lab's calls>` and once under `socklab --json run`, and each
+//! process's socket calls (name, descriptor, return value, errno) must be the same, one to
+//! one. strace's log is read and sorted by the lab's own parser (`socklab::trace`).
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use socklab::trace::{CallKey, lab_calls, parse_strace, strace_calls, traced_calls};
+use util::{Proc, assert_no_panic, socklab_exe};
+
+/// The calls about processes rather than sockets: the lab keeps some on its timeline,
+/// strace's socket lines do not have them.
+const PROCESS_CALLS: &[&str] = &[
+    "clone", "clone3", "fork", "vfork", "wait4", "kill", "execve",
+];
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// A directory of this test's own under the temp dir, removed at drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir =
+            std::env::temp_dir().join(format!("socklab-strace-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the test's temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Each process's socket calls, in order, named by the order the processes first made one
+/// (the pids of two runs differ; the order of a deterministic program's processes' first
+/// socket calls does not).
+type PerProcess = Vec<Vec<CallKey>>;
+
+fn by_first_call(per_tid: BTreeMap<u32, Vec<CallKey>>, first: &BTreeMap<u32, usize>) -> PerProcess {
+    let mut tids: Vec<u32> = per_tid.keys().copied().collect();
+    tids.sort_by_key(|t| first.get(t).copied().unwrap_or(usize::MAX));
+    let mut per_tid = per_tid;
+    tids.into_iter()
+        .map(|t| per_tid.remove(&t).unwrap_or_default())
+        .collect()
+}
+
+/// `program` under strace: each process's socket calls.
+fn under_strace(dir: &TempDir, program: &[&str]) -> PerProcess {
+    let log = dir.0.join("strace.log");
+    let mut cmd = Command::new("strace");
+    cmd.args(["-f", "-yy", "-e"])
+        .arg(format!("trace={}", traced_calls()))
+        .arg("-o")
+        .arg(&log)
+        .args(program);
+    let f = Proc::spawn(cmd).finish();
+    assert_eq!(f.status.code(), Some(0), "under strace: {}", f.stderr);
+    let text = std::fs::read_to_string(&log).expect("strace's log");
+    let calls = parse_strace(&text);
+    // An interrupted call (`= ?`, restarted after a signal) would not repeat in another run.
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.ret.is_some() || !c.text.contains("ERESTART")),
+        "a call was interrupted: the program is not deterministic\n{text}"
+    );
+    let keys = strace_calls(&calls);
+    let mut first = BTreeMap::new();
+    let mut n = 0;
+    for c in &calls {
+        if keys.contains_key(&c.tid) {
+            first.entry(c.tid).or_insert_with(|| {
+                n += 1;
+                n
+            });
+        }
+    }
+    by_first_call(keys, &first)
+}
+
+/// `program` under `socklab --json run`: each process's socket calls (its TCP_INFO reads and
+/// process calls left out: strace did not make the one, and shows the other as no socket's).
+fn under_socklab(program: &[&str]) -> PerProcess {
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(["--json", "run", "--"]).args(program);
+    let f = Proc::spawn(cmd).finish();
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "under socklab: {}", f.stderr);
+    let events = f.events();
+    let mut keys = lab_calls(&events);
+    for list in keys.values_mut() {
+        list.retain(|k| !k.tcp_info && !PROCESS_CALLS.contains(&k.name.as_str()));
+    }
+    keys.retain(|_, list| !list.is_empty());
+    let mut first = BTreeMap::new();
+    let mut n = 0;
+    for ev in &events {
+        let tid = if ev.tid != 0 { ev.tid } else { ev.pid };
+        if ev.syscall().is_some() && keys.contains_key(&tid) {
+            first.entry(tid).or_insert_with(|| {
+                n += 1;
+                n
+            });
+        }
+    }
+    by_first_call(keys, &first)
+}
+
+fn assert_same(strace: &PerProcess, lab: &PerProcess) {
+    let show = |p: &PerProcess| {
+        p.iter()
+            .enumerate()
+            .map(|(i, list)| {
+                let calls: Vec<String> = list.iter().map(ToString::to_string).collect();
+                format!("process {}: {}", i + 1, calls.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    println!("compared:\n{}", show(lab));
+    assert_eq!(
+        strace,
+        lab,
+        "\nstrace:\n{}\nsocklab run:\n{}",
+        show(strace),
+        show(lab)
+    );
+}
+
+/// The C server and its forked client (poll, accept4, sendmsg, recvmsg): the same calls,
+/// descriptors and results in both processes.
+#[test]
+fn the_c_programs_calls_are_straces() {
+    if !util::have_tool("strace", "strace") || !util::have_tool("cc", "gcc") {
+        return;
+    }
+    let dir = TempDir::new("pollmsg");
+    let exe = dir.0.join("pollmsg");
+    let out = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&exe)
+        .arg(fixture("run_pollmsg.c"))
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exe = exe.display().to_string();
+    let strace = under_strace(&dir, &[&exe]);
+    let lab = under_socklab(&[&exe]);
+    assert_eq!(strace.len(), 2, "the server and its client");
+    assert!(
+        strace[0]
+            .iter()
+            .any(|k| k.name == "poll" && k.fd == Some(3))
+    );
+    assert!(
+        strace[1]
+            .iter()
+            .any(|k| k.name == "sendmsg" && k.ret == Some(17))
+    );
+    assert_same(&strace, &lab);
+}
+
+/// The Python program with UDP on ::1, Unix datagrams, an abstract name and a socketpair: one
+/// process, the same calls in both runs.
+#[test]
+fn the_python_address_programs_calls_are_straces() {
+    if !util::have_tool("strace", "strace") {
+        return;
+    }
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    // The interpreter itself (python3 may be a launcher script that forks).
+    let out = Command::new(&python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("run python3");
+    let python = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dir = TempDir::new("addrs");
+    let script = fixture("run_addrs.py").display().to_string();
+    let name = format!("socklab-strace-test-{}", std::process::id());
+    let run = |what: &str| -> Vec<String> {
+        let path = dir.0.join(format!("{what}.sock")).display().to_string();
+        vec![python.clone(), script.clone(), path, name.clone()]
+    };
+    let args = run("strace");
+    let strace = under_strace(&dir, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let args = run("lab");
+    let lab = under_socklab(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(strace.len(), 1, "one process");
+    assert!(
+        strace[0]
+            .iter()
+            .any(|k| k.name == "socketpair" && k.ret == Some(0))
+    );
+    assert_same(&strace, &lab);
+}
