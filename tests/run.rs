@@ -11,36 +11,14 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
-use socklab::event::Syscall;
 use socklab::{Body, Event, Lane, Role, TcpState};
-use util::{Finished, Proc, TIMEOUT, assert_no_panic, is_root, socklab_exe};
+use util::{Finished, Proc, TIMEOUT, assert_no_panic, calls_of, is_root, pid_of, socklab_exe};
 
 /// `socklab [global...] run [flags...] -- program...`, run to its end.
 fn run(global: &[&str], program: &[&str]) -> Finished {
     let mut cmd = Command::new(socklab_exe());
     cmd.args(global).arg("run").arg("--").args(program);
     Proc::spawn(cmd).finish()
-}
-
-fn calls_of<'a>(events: &'a [Event], pid: u32, name: &str) -> Vec<(&'a Event, &'a Syscall)> {
-    events
-        .iter()
-        .filter(|e| e.pid == pid)
-        .filter_map(|e| e.syscall().map(|sc| (e, sc)))
-        .filter(|(_, sc)| sc.name == name)
-        .collect()
-}
-
-/// The process that made the first successful call `name`.
-fn pid_of(events: &[Event], name: &str) -> u32 {
-    events
-        .iter()
-        .find(|e| {
-            e.syscall()
-                .is_some_and(|sc| sc.name == name && !sc.failed())
-        })
-        .unwrap_or_else(|| panic!("no {name} in the events"))
-        .pid
 }
 
 #[test]

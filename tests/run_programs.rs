@@ -13,7 +13,7 @@ use std::process::Command;
 
 use socklab::event::Syscall;
 use socklab::{Body, Event, Lane, Role, TcpState};
-use util::{Finished, Proc, assert_no_panic, is_root, socklab_exe};
+use util::{Finished, Proc, assert_no_panic, calls_of, is_root, pid_of, socklab_exe};
 
 /// A directory of this test's own under the temp dir, removed at drop.
 struct TempDir(PathBuf);
@@ -95,27 +95,6 @@ fn assert_nothing_left(socklab: u32, mark: &str) {
         .collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");
     assert_eq!(util::instances_of(socklab), Vec::<String>::new());
-}
-
-fn calls_of<'a>(events: &'a [Event], pid: u32, name: &str) -> Vec<(&'a Event, &'a Syscall)> {
-    events
-        .iter()
-        .filter(|e| e.pid == pid)
-        .filter_map(|e| e.syscall().map(|sc| (e, sc)))
-        .filter(|(_, sc)| sc.name == name)
-        .collect()
-}
-
-/// The process that made the first successful call `name`.
-fn pid_of(events: &[Event], name: &str) -> u32 {
-    events
-        .iter()
-        .find(|e| {
-            e.syscall()
-                .is_some_and(|sc| sc.name == name && !sc.failed())
-        })
-        .unwrap_or_else(|| panic!("no {name} in the events"))
-        .pid
 }
 
 /// The process notes (`proc.*`) of `pid` with key `key`: their args.

@@ -595,18 +595,7 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
                 let _ = ptrace::syscall(pid, None);
                 return;
             }
-            Ok(SyscallStop::Entry { arch, nr, .. }) => {
-                let stopped = Stopped { pid, pidfd: None };
-                seen(
-                    &stopped,
-                    Seen::Foreign {
-                        pid: proc_pid,
-                        tid,
-                        arch,
-                        nr,
-                    },
-                );
-            }
+            Ok(SyscallStop::Entry { arch, nr, .. }) => foreign(t, pid, arch, nr, seen),
             Ok(SyscallStop::Exit { .. } | SyscallStop::Other) | Err(_) => {}
         }
     } else if [
@@ -671,22 +660,26 @@ fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopp
                 });
             }
         }
-        Ok(SyscallStop::Entry { arch, nr, .. }) => {
-            let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
-            let stopped = Stopped { pid, pidfd: None };
-            seen(
-                &stopped,
-                Seen::Foreign {
-                    pid: proc_pid,
-                    tid,
-                    arch,
-                    nr,
-                },
-            );
-        }
+        Ok(SyscallStop::Entry { arch, nr, .. }) => foreign(t, pid, arch, nr, seen),
         Ok(SyscallStop::Exit { .. }) => exit_stop(t, pid, seen),
         Ok(SyscallStop::Other) | Err(_) => {}
     }
+}
+
+/// A call of another ABI (`int 0x80`): reported, not decoded.
+fn foreign(t: &Tracees, pid: Pid, arch: u32, nr: u64, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
+    let tid = pid.as_raw();
+    let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
+    let stopped = Stopped { pid, pidfd: None };
+    seen(
+        &stopped,
+        Seen::Foreign {
+            pid: proc_pid,
+            tid,
+            arch,
+            nr,
+        },
+    );
 }
 
 fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {

@@ -453,3 +453,25 @@ pub fn tcpdump_count(path: &Path) -> Option<usize> {
     print!("tcpdump -r:\n{text}");
     Some(text.lines().count())
 }
+
+/// The calls `name` of process `pid`, with their events.
+pub fn calls_of<'a>(events: &'a [Event], pid: u32, name: &str) -> Vec<(&'a Event, &'a Syscall)> {
+    events
+        .iter()
+        .filter(|e| e.pid == pid)
+        .filter_map(|e| e.syscall().map(|sc| (e, sc)))
+        .filter(|(_, sc)| sc.name == name)
+        .collect()
+}
+
+/// The process that made the first successful call `name`.
+pub fn pid_of(events: &[Event], name: &str) -> u32 {
+    events
+        .iter()
+        .find(|e| {
+            e.syscall()
+                .is_some_and(|sc| sc.name == name && !sc.failed())
+        })
+        .unwrap_or_else(|| panic!("no {name} in the events"))
+        .pid
+}
