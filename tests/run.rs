@@ -345,3 +345,76 @@ fn the_pcap_file_holds_the_programs_packets_only() {
         assert_eq!(n, packets, "the file holds what the timeline shows");
     }
 }
+
+/// `--step`: the program waits before each socket call until Enter. Held before connect, no
+/// connection reaches the listener's queue; after Enter it does.
+#[test]
+fn step_holds_the_program_before_each_socket_call() {
+    use std::process::Stdio;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; exec 3>&-");
+    let mut child = Command::new(socklab_exe())
+        .args(["--json", "run", "--step", "--", "bash", "-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::BufReader::new(stdout).read_to_string(&mut s);
+        s
+    });
+    let pauses = util::line_channel(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    util::line_starting(&pauses, &mut seen, "bash[");
+    assert!(seen.last().unwrap().contains("socket("), "{seen:?}");
+    stdin.write_all(b"\n").unwrap();
+    // The prompt has no line end: the next pause's line follows it.
+    let held = loop {
+        let line = util::line_starting(&pauses, &mut seen, "");
+        if line.contains("connect(") {
+            break line;
+        }
+    };
+    assert!(held.contains(&format!("127.0.0.1:{port}")), "{held}");
+    // Held before connect: nothing waits in the accept queue, even after a while.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        listener.accept().map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::WouldBlock),
+        "no connection while held"
+    );
+    stdin.write_all(b"q\n").unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    let accepted = loop {
+        match listener.accept() {
+            Ok(c) => break c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("no connection after the answer: {e}"),
+        }
+    };
+    drop(accepted);
+    drop(stdin);
+    let status = util::wait_exit(&mut child, TIMEOUT).expect("socklab ended");
+    assert_eq!(status.code(), Some(0));
+    let evs = util::events(
+        &out.join()
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect::<Vec<_>>(),
+    );
+    assert!(
+        evs.iter().any(|e| e
+            .syscall()
+            .is_some_and(|sc| sc.name == "connect" && sc.ret == 0)),
+        "the connect made after the pause"
+    );
+}

@@ -28,6 +28,10 @@ pub struct RunArgs {
     /// own process where Yama's ptrace_scope allows, else root).
     #[arg(long, value_name = "PID", conflicts_with = "program")]
     pid: Option<i32>,
+    /// Pause before each socket call of the program, saying which process makes which call
+    /// and why, until Enter (q: run to the end). The program waits at the call meanwhile.
+    #[arg(long)]
+    step: bool,
     /// The program and its arguments, after `--` (found on PATH as a shell would).
     #[arg(
         required_unless_present = "pid",
@@ -50,6 +54,7 @@ pub fn run(a: RunArgs, global: &Global) -> Result<i32, Error> {
         pid: a.pid,
         probe: !global.no_probe,
         observe: a.show.observe(),
+        step: a.step,
     };
     let traced = session::run(&cfg)?;
     let program = match (a.pid, a.program.first()) {

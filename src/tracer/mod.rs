@@ -113,6 +113,19 @@ pub enum Seen {
         /// Its number in that ABI.
         nr: u64,
     },
+    /// A listed call is about to be made (its entry stop): the thread waits until the
+    /// callback returns (step mode pauses here). Its arguments as passed; nothing is known of
+    /// its result.
+    Entering {
+        /// The process.
+        pid: i32,
+        /// The thread.
+        tid: i32,
+        /// The x86_64 syscall number.
+        nr: u64,
+        /// The six argument registers.
+        args: [u64; 6],
+    },
     /// A thread or process ended.
     Exited {
         /// The process.
@@ -584,6 +597,7 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         }
         match ffi::syscall_stop(pid) {
             Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
+                entering(t, pid, nr, args, seen);
                 if let Some(task) = t.tasks.get_mut(&tid) {
                     task.pending = Some(Pending {
                         nr,
@@ -652,6 +666,9 @@ fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopp
     match ffi::syscall_stop(pid) {
         Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
             let listed = t.attached.as_ref().is_some_and(|l| l.contains(&nr));
+            if listed {
+                entering(t, pid, nr, args, seen);
+            }
             if let Some(task) = t.tasks.get_mut(&tid) {
                 task.pending = listed.then(|| Pending {
                     nr,
@@ -664,6 +681,29 @@ fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopp
         Ok(SyscallStop::Exit { .. }) => exit_stop(t, pid, seen),
         Ok(SyscallStop::Other) | Err(_) => {}
     }
+}
+
+/// A listed call at its entry stop, reported before it runs (the time the callback takes,
+/// a pause of step mode, is not the call's).
+fn entering(
+    t: &mut Tracees,
+    pid: Pid,
+    nr: u64,
+    args: [u64; 6],
+    seen: &mut impl FnMut(&Stopped<'_>, Seen),
+) {
+    let tid = pid.as_raw();
+    let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
+    let stopped = Stopped { pid, pidfd: None };
+    seen(
+        &stopped,
+        Seen::Entering {
+            pid: proc_pid,
+            tid,
+            nr,
+            args,
+        },
+    );
 }
 
 /// A call of another ABI (`int 0x80`): reported, not decoded.

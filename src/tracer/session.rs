@@ -26,6 +26,7 @@ use crate::event::record::{FdInfo, FdTable, Transport};
 use crate::event::tcp_state::TcpState;
 use crate::event::{AcceptQueue, Body, Event, Lane, Role, Syscall, timeline};
 use crate::observe::session::{ObserveOptions, Observers, Place, Scope, tiers};
+use crate::render::prompt::{Input, LineReader};
 use crate::sys::names;
 use crate::sys::table::{self, CallSpec, Kind, Probe};
 
@@ -43,6 +44,8 @@ pub struct RunConfig {
     pub probe: bool,
     /// Which observers to run beside the tracer.
     pub observe: ObserveOptions,
+    /// Pause before each socket call of the program until Enter (q: run to the end).
+    pub step: bool,
 }
 
 /// One process of the traced program.
@@ -108,6 +111,7 @@ pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
     let place = Place::default();
     let observers = Observers::start_tiers(&Scope::default(), tiers(&cfg.observe, &place));
     let mut book = Book::new(cfg.probe);
+    book.stepping = cfg.step;
     let mut seen = |stopped: &Stopped<'_>, seen: Seen| book.seen(stopped, seen);
     let res = match cfg.pid {
         Some(pid) => super::attach(pid, &traced_numbers(), &mut seen),
@@ -156,6 +160,10 @@ struct Book {
     peers: HashMap<SocketAddr, Vec<(u64, u32)>>,
     /// The process socklab started.
     main: Option<u32>,
+    /// Step mode: pause before each socket call (until q, end of input or Ctrl-C).
+    stepping: bool,
+    /// The answers at the pauses.
+    answers: LineReader,
 }
 
 impl Book {
@@ -168,6 +176,8 @@ impl Book {
             ports: HashMap::new(),
             peers: HashMap::new(),
             main: None,
+            stepping: false,
+            answers: LineReader::default(),
         }
     }
 
@@ -201,6 +211,11 @@ impl Book {
     fn seen(&mut self, stopped: &Stopped<'_>, seen: Seen) {
         match seen {
             Seen::Call(c) => self.call(stopped, &c),
+            Seen::Entering { pid, tid, nr, args } => {
+                if self.stepping {
+                    self.pause(stopped, pid, tid, nr, &args);
+                }
+            }
             Seen::Spawned {
                 parent_pid,
                 tid,
@@ -490,6 +505,61 @@ impl Book {
             }
             _ if about_socket(self) => Some(fd),
             _ => None,
+        }
+    }
+
+    /// Step mode: before a socket call, says which process is about to make which call and
+    /// why, and waits for Enter (the program stays stopped at the call's entry meanwhile).
+    fn pause(&mut self, stopped: &Stopped<'_>, pid: i32, tid: i32, nr: u64, raw: &[u64; 6]) {
+        let Some(spec) = table::by_nr(nr as i64) else {
+            return;
+        };
+        let socket_call = matches!(spec.name, "socket" | "socketpair")
+            || spec
+                .args
+                .iter()
+                .zip(raw)
+                .filter(|(a, _)| a.kind == Kind::Fd)
+                .any(|(_, &fd)| matches!(self.kinds.kind(pid, fd as i32), FdKind::Socket { .. }));
+        if !socket_call {
+            return;
+        }
+        let head = Syscall {
+            name: spec.name.into(),
+            fd: None,
+            args: args::decode(spec, raw, -1, stopped),
+            ret: 0,
+            errno: None,
+            dur_ns: 0,
+            tcp_state: None,
+            local: None,
+            remote: None,
+            queue: None,
+            probe: None,
+        };
+        let label = self.proc_mut(pid as u32).info.label();
+        let who = if tid == pid {
+            label
+        } else {
+            format!("{label} [tid {tid}]")
+        };
+        let call = crate::render::live::human::call_head(&head);
+        eprintln!("{who}  {}", notes::text("step.paused", &[("call", call)]));
+        eprintln!("    \u{21b3} {}", crate::programs::step::why(spec.name));
+        eprint!("{}", notes::text("run.step_prompt", &[]));
+        let quit = loop {
+            match self.answers.poll(std::time::Duration::from_secs(1)) {
+                Input::Line(l) if matches!(l.trim(), "q" | "quit") => break Some("step.quit"),
+                Input::Line(_) => break None,
+                Input::Eof => break Some("step.eof"),
+                Input::Interrupted => break Some("run.step_interrupted"),
+                Input::Nothing => {}
+            }
+        };
+        if let Some(key) = quit {
+            eprintln!();
+            eprintln!("{}", notes::text(key, &[]));
+            self.stepping = false;
         }
     }
 
