@@ -482,7 +482,10 @@ impl Cx<'_> {
         if addr == 0 {
             return "NULL".into();
         }
-        match (read_u64(self.mem, addr), read_u64(self.mem, addr.wrapping_add(8))) {
+        match (
+            read_u64(self.mem, addr),
+            read_u64(self.mem, addr.wrapping_add(8)),
+        ) {
             (Some(sec), Some(nsec)) => {
                 format!("{{tv_sec={}, tv_nsec={}}}", sec as i64, nsec as i64)
             }
