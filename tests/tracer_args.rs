@@ -417,3 +417,55 @@ fn new_descriptors_are_the_ones_the_events_are_about() {
     sys::close(s).unwrap();
     log.one();
 }
+
+/// Through the real tracer: bash's `/dev/tcp` connects and writes; the decoder reads the
+/// tracee's memory at the exit stops (`Stopped` as `Memory`), and the exec's argv comes from
+/// the kernel's copy.
+#[test]
+fn a_traced_programs_calls_decode_from_its_memory() {
+    use socklab::tracer::{self, Seen};
+    use std::ffi::OsString;
+    use std::io::Read;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).map(|_| got)
+    });
+    let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}; echo hello >&3; exec 3>&-");
+    let argv: Vec<OsString> = ["bash", "-c", &script].iter().map(OsString::from).collect();
+    let nrs = [libc::SYS_socket, libc::SYS_connect, libc::SYS_write];
+    let nrs: Vec<u32> = nrs.iter().map(|&n| n as u32).collect();
+    let mut seen_args = Vec::new();
+    tracer::run(&argv, &nrs, |stopped, seen| {
+        if let Seen::Call(c) = seen {
+            let spec = sys::table::by_nr(c.nr as i64).unwrap();
+            let a = args::decode(spec, &c.args, c.ret, stopped);
+            seen_args.push((spec.name, serde_json::to_string(&a).unwrap()));
+        }
+    })
+    .unwrap();
+    server.join().unwrap().unwrap();
+    let find = |name: &str, part: &str| {
+        seen_args
+            .iter()
+            .any(|(n, a)| *n == name && a.contains(part))
+    };
+    assert!(
+        find(
+            "socket",
+            r#"{"domain":"AF_INET","type":"SOCK_STREAM","protocol":"IPPROTO_TCP"}"#
+        ),
+        "{seen_args:?}"
+    );
+    let addr = format!(r#""addr":"127.0.0.1:{port}""#);
+    assert!(find("connect", &addr), "{seen_args:?}");
+    assert!(
+        find("write", r#""data":"hello\\n","count":6"#),
+        "{seen_args:?}"
+    );
+}
