@@ -47,8 +47,8 @@ pub enum Tracer {
     Run,
     /// `strace -f -qq -o FILE SERVER`: a stop at every call.
     Strace,
-    /// `strace -f -qq --seccomp-bpf -e trace=[`STRACE_BPF_CALLS`] -o FILE SERVER`: stops at
-    /// those calls only.
+    /// `strace -f -qq --seccomp-bpf -e trace=CALLS -o FILE SERVER`, CALLS being
+    /// [`STRACE_BPF_CALLS`]: stops at those calls only.
     StraceBpf,
 }
 
