@@ -344,3 +344,102 @@ fn the_c_baseline_builds_and_runs_beside_socklab() {
     assert_eq!(ratio["workload"], "rr");
     assert!(ratio["ratio"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn tracers_are_measured_beside_the_untraced_servers() {
+    let _g = heavy();
+    let rep = report(&[
+        "--model",
+        "epoll",
+        "--tracers",
+        "--duration",
+        "0.2",
+        "--rounds",
+        "1",
+        "--io-mib",
+        "1",
+        "--json",
+    ]);
+    let strace = socklab::bench::server::which("strace").is_some();
+    let runs = rep["runs"].as_array().unwrap();
+    let labels: Vec<&str> = runs.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    for want in ["epoll", "epoll+run"] {
+        assert!(labels.contains(&want), "{labels:?}");
+    }
+    if strace {
+        for want in ["epoll+strace", "epoll+strace-bpf"] {
+            assert!(labels.contains(&want), "{labels:?}");
+        }
+    }
+    for run in runs {
+        // RR and CRR only.
+        assert!(num(run, "/rr/transactions") > 0.0, "{run:#}");
+        assert!(num(run, "/crr/connections") > 0.0, "{run:#}");
+        assert!(run["bulk"].is_null() && run["hol"].is_null(), "{run:#}");
+        match run["tracer"].as_str() {
+            None => assert!(run.get("tracer_kib_peak").is_none(), "{run:#}"),
+            Some(t) => {
+                assert!(["run", "strace", "strace-bpf"].contains(&t), "{run:#}");
+                assert!(run["label"].as_str().unwrap().ends_with(&format!("+{t}")));
+                assert!(num(run, "/tracer_kib_peak") > 0.0, "{run:#}");
+                assert!(num(run, "/tracer_kib_peak") >= num(run, "/tracer_kib_loaded"));
+                // A line per event (socklab run) or call (strace): a read and a write a transaction.
+                assert!(
+                    num(run, "/trace_lines") >= 2.0 * num(run, "/rr/transactions"),
+                    "{run:#}"
+                );
+            }
+        }
+    }
+    let ratios = rep["ratios"].as_array().unwrap();
+    for w in ["rr", "crr"] {
+        let r = ratios
+            .iter()
+            .find(|r| r["what"] == "run/untraced" && r["model"] == "epoll" && r["workload"] == w)
+            .unwrap_or_else(|| panic!("no run/untraced {w}: {ratios:#?}"));
+        assert!(r["ratio"].as_f64().unwrap() > 0.0);
+        if strace {
+            assert!(
+                ratios
+                    .iter()
+                    .any(|r| r["what"] == "run/strace-bpf" && r["workload"] == w)
+            );
+        }
+    }
+    let notes: Vec<&str> = rep["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes.iter().any(|n| n.starts_with("target: file I/O")),
+        "{notes:?}"
+    );
+    let io = rep["file_io"].as_array().unwrap();
+    let programs: Vec<&str> = io
+        .iter()
+        .filter(|f| f["tracer"] == "untraced")
+        .map(|f| f["program"].as_str().unwrap())
+        .collect();
+    assert_eq!(programs.len(), 4, "{io:#?}");
+    for f in io {
+        assert_eq!(f["secs"].as_array().unwrap().len(), 1, "{f:#}");
+        assert!(num(f, "/median_secs") > 0.0, "{f:#}");
+        assert_eq!(
+            f["vs_untraced"].is_null(),
+            f["tracer"] == "untraced",
+            "{f:#}"
+        );
+    }
+    assert!(io.iter().any(|f| f["tracer"] == "run"));
+}
+
+#[test]
+fn tracers_need_a_model_and_rr_or_crr() {
+    let (code, _, stderr) = bench(&["--tracers"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    let (code, _, stderr) = bench(&["--model", "epoll", "--tracers", "--workload", "bulk"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--tracers measures rr and crr"), "{stderr}");
+}

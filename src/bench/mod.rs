@@ -7,7 +7,9 @@
 //! child process ([`server`]); `--compare` runs every model as socklab's server with logging
 //! off, with every event logged as JSON to a file, the C echo server of the same model
 //! (`bench-support/echo_server.c`), and socklab's server under `strace -f`, and prints the
-//! ratios ([`report`]).
+//! ratios ([`report`]). `--tracers` measures one model's servers (socklab's and C's) untraced
+//! and under each tracer ([`server::Tracer`]: `socklab run`, `strace -f`, `strace
+//! --seccomp-bpf`), and a few file-I/O programs untraced and under the tracers ([`fileio`]).
 //!
 //! On a small machine the scheduler decides more than the code: a client and a server on two
 //! CPUs swing tenfold in round-trip rate from run to run. `--pin` puts both on one CPU, where
@@ -18,6 +20,7 @@
 //! Read first: tcp(7), the LINUX-FACTS notes on pinning and TIME_WAIT, and Brendan Gregg,
 //! Systems Performance, ch. 12 (benchmarking: "active benchmarking", know what limits it).
 
+pub mod fileio;
 pub mod load;
 pub mod report;
 pub mod server;
@@ -38,7 +41,7 @@ use crate::sys::ffi;
 
 use load::{BulkParams, CrrParams, Ctx, HolParams, RrParams};
 use report::{Machine, Report, Run};
-use server::{Kind, Pinning, Spawned};
+use server::{Kind, Pinning, Spawned, Tracer};
 
 /// One of the four loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +289,11 @@ pub struct BenchConfig {
     pub pin: Pin,
     /// Also measure the C echo server of the same model and print the ratios.
     pub c_baseline: bool,
+    /// `--tracers` (with a model): socklab's and the C server untraced and under each tracer,
+    /// RR and CRR, and the file-I/O programs.
+    pub tracers: bool,
+    /// `--tracers`: the MiB each file-I/O program moves.
+    pub io_mib: u64,
     /// Show a progress bar on stderr.
     pub progress: bool,
 }
@@ -307,6 +315,8 @@ impl BenchConfig {
             probe: Probe::Sampled,
             pin: Pin::Off,
             c_baseline: false,
+            tracers: false,
+            io_mib: DEFAULT_IO_MIB,
             progress: false,
         }
     }
@@ -333,6 +343,8 @@ pub const MAX_SIZE: usize = 64 * 1024;
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(2);
 /// Default bulk MiB per connection.
 pub const DEFAULT_MIB: u64 = 32;
+/// Default MiB each file-I/O program of `--tracers` moves.
+pub const DEFAULT_IO_MIB: u64 = 256;
 /// Default silence of the head-of-line client.
 pub const DEFAULT_SILENT: Duration = Duration::from_millis(200);
 /// Longest a bulk workload may take: this, plus [`BULK_PER_MIB`] per MiB in all.
@@ -379,6 +391,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report, Error> {
         runs: Vec::new(),
         ratios: Vec::new(),
         notes: Vec::new(),
+        file_io: Vec::new(),
     };
     if let Some(flag) = cfg.probe.flag() {
         rep.notes
@@ -407,6 +420,7 @@ fn bench(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report) -> Result<(), Error
             }
             rep.runs.push(run);
         }
+        Subject::Model(m) if cfg.tracers => tracers(cfg, pin, rep, *m)?,
         Subject::Model(m) => {
             let mut kinds = Vec::new();
             if cfg.c_baseline {
@@ -418,7 +432,7 @@ fn bench(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report) -> Result<(), Error
             for log in cfg.log.list() {
                 kinds.push(Kind::Socklab { model: *m, log });
             }
-            let runs = measure_together(cfg, pin, &kinds)?;
+            let runs = measure_together(cfg, pin, &kinds, &cfg.workloads.list())?;
             add_ratios(rep, *m, &kinds, &runs);
             rep.runs.extend(runs);
         }
@@ -503,11 +517,116 @@ fn compare(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report) -> Result<(), Err
                 strace: st.clone(),
             });
         }
-        let runs = measure_together(cfg, pin, &kinds)?;
+        let runs = measure_together(cfg, pin, &kinds, &cfg.workloads.list())?;
         add_ratios(rep, m, &kinds, &runs);
         rep.runs.extend(runs);
     }
     Ok(())
+}
+
+/// `--tracers`: model `m`'s C server and socklab's, each untraced and under every tracer
+/// found, side by side in turns ([`measure_together`]), RR and CRR; the ratios of each to
+/// its untraced self and of `socklab run` to strace, whether the issue's targets are met; then
+/// the file-I/O programs ([`fileio`]).
+fn tracers(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report, m: Model) -> Result<(), Error> {
+    let workloads: Vec<Workload> = cfg
+        .workloads
+        .list()
+        .into_iter()
+        .filter(|w| matches!(w, Workload::Rr | Workload::Crr))
+        .collect();
+    if workloads.is_empty() {
+        return Err(Error::Usage(
+            "--tracers measures rr and crr: --workload rr, crr or all".into(),
+        ));
+    }
+    let strace = server::which("strace");
+    if strace.is_none() {
+        rep.notes.push(
+            "no strace in PATH: only socklab run is measured (apt-get install strace)".into(),
+        );
+    }
+    let tracers: Vec<(Tracer, PathBuf)> = Tracer::ALL
+        .into_iter()
+        .filter_map(|t| match t {
+            Tracer::Run => Some((t, cfg.socklab.clone())),
+            _ => strace.clone().map(|s| (t, s)),
+        })
+        .collect();
+    let mut bases: Vec<(Kind, Option<PathBuf>)> = Vec::new();
+    match c_exe(cfg) {
+        Ok(exe) => bases.push((
+            Kind::C {
+                model: m,
+                exe: exe.clone(),
+            },
+            Some(exe),
+        )),
+        Err(why) => rep.notes.push(format!("no C baseline: {why}")),
+    }
+    bases.push((
+        Kind::Socklab {
+            model: m,
+            log: LogMode::Off,
+        },
+        None,
+    ));
+    let mut kinds = Vec::new();
+    for (base, c) in &bases {
+        kinds.push(base.clone());
+        for (t, exe) in &tracers {
+            kinds.push(Kind::Traced {
+                model: m,
+                c: c.clone(),
+                tracer: *t,
+                exe: exe.clone(),
+            });
+        }
+    }
+    let runs = measure_together(cfg, pin, &kinds, &workloads)?;
+    let find = |c: bool, t: Option<Tracer>| {
+        kinds
+            .iter()
+            .position(|k| k.tracer() == t && (k.server() == "c") == c)
+            .map(|i| &runs[i])
+    };
+    for c in [false, true] {
+        let model = if c { format!("C {m}") } else { m.to_string() };
+        let Some(untraced) = find(c, None) else {
+            continue;
+        };
+        for (t, _) in &tracers {
+            if let Some(traced) = find(c, Some(*t)) {
+                let what = format!("{}/untraced", t.name());
+                rep.ratios
+                    .extend(report::ratios(&what, &model, traced, untraced));
+            }
+        }
+        if let Some(run) = find(c, Some(Tracer::Run)) {
+            for (other, want) in [(Tracer::StraceBpf, 1.0), (Tracer::Strace, 1.5)] {
+                let Some(o) = find(c, Some(other)) else {
+                    continue;
+                };
+                let rs = report::ratios(&format!("run/{}", other.name()), &model, run, o);
+                for r in &rs {
+                    rep.notes.push(format!(
+                        "target: socklab run at least {want}x as fast as {} ({model}, {}): \
+                         {:.2}x, {}",
+                        match other {
+                            Tracer::StraceBpf => "strace --seccomp-bpf",
+                            _ => "strace -f",
+                        },
+                        r.workload,
+                        r.ratio,
+                        if r.ratio >= want { "met" } else { "NOT met" }
+                    ));
+                }
+                rep.ratios.extend(rs);
+            }
+        }
+    }
+    rep.runs.extend(runs);
+    fileio::measure(cfg, strace.as_deref(), rep)
 }
 
 /// Starts every server of `kinds` at once and measures them side by side. RR and CRR go in
@@ -515,7 +634,12 @@ fn compare(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report) -> Result<(), Err
 /// round): a change in the machine's load while they run falls on all of them alike, where
 /// one server after another would each meet a different machine. Bulk and head-of-line run
 /// once per server. The servers are stopped whatever happens.
-fn measure_together(cfg: &BenchConfig, pin: &Pinning, kinds: &[Kind]) -> Result<Vec<Run>, Error> {
+fn measure_together(
+    cfg: &BenchConfig,
+    pin: &Pinning,
+    kinds: &[Kind],
+    workloads: &[Workload],
+) -> Result<Vec<Run>, Error> {
     let mut servers = Vec::with_capacity(kinds.len());
     for k in kinds {
         // One that fails to start stops (drops) those started before it.
@@ -528,7 +652,7 @@ fn measure_together(cfg: &BenchConfig, pin: &Pinning, kinds: &[Kind]) -> Result<
         .collect();
     let n = kinds.len();
     let rounds = if n > 1 { cfg.rounds.max(1) } else { 1 };
-    for w in cfg.workloads.list() {
+    for &w in workloads {
         let slices = match w {
             Workload::Rr | Workload::Crr => rounds,
             Workload::Bulk | Workload::Hol => 1,
@@ -563,6 +687,11 @@ fn measure_together(cfg: &BenchConfig, pin: &Pinning, kinds: &[Kind]) -> Result<
         run.log = kind.log().to_string();
         run.logged_events = left.events;
         run.logged_bytes = left.bytes;
+        run.tracer = kind.tracer().map(|t| t.name().to_string());
+        run.trace_lines = left.trace_lines;
+        run.trace_bytes = left.trace_bytes;
+        run.tracer_kib_loaded = left.tracer_kib_loaded;
+        run.tracer_kib_peak = left.tracer_kib_peak;
     }
     Ok(runs)
 }

@@ -192,6 +192,40 @@ pub struct Run {
     pub logged_events: Option<u64>,
     /// Bytes of that log.
     pub logged_bytes: Option<u64>,
+    /// The tracer the server ran under (`--tracers`): `run`, `strace` or `strace-bpf`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracer: Option<String>,
+    /// Lines of the tracer's output (`socklab run --json`: events; strace: about one a call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_lines: Option<u64>,
+    /// Bytes of that output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_bytes: Option<u64>,
+    /// The tracer's peak resident memory (`VmHWM`) when the load was over, KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracer_kib_loaded: Option<u64>,
+    /// Its peak resident memory at the last look before it exited, KiB (`socklab run` builds
+    /// and prints its timeline after the program ends).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracer_kib_peak: Option<u64>,
+}
+
+/// One file-I/O program (`--tracers`), untraced or under a tracer, run several times in turns
+/// with the others.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileIoRun {
+    /// What the program does: `dd 4k /dev/zero`.
+    pub program: String,
+    /// The command line, untraced.
+    pub command: String,
+    /// `untraced`, `run`, `strace` or `strace-bpf`.
+    pub tracer: String,
+    /// Wall time of each run, seconds.
+    pub secs: Vec<f64>,
+    /// Their median.
+    pub median_secs: f64,
+    /// The median over the untraced median (above 1: slower under the tracer).
+    pub vs_untraced: Option<f64>,
 }
 
 /// One ratio between two runs' numbers.
@@ -232,6 +266,9 @@ pub struct Report {
     pub ratios: Vec<Ratio>,
     /// Remarks: what was skipped and why.
     pub notes: Vec<String>,
+    /// File-I/O programs untraced and under the tracers (`--tracers`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_io: Vec<FileIoRun>,
 }
 
 impl Report {
@@ -265,6 +302,11 @@ impl Run {
             hol: None,
             logged_events: None,
             logged_bytes: None,
+            tracer: None,
+            trace_lines: None,
+            trace_bytes: None,
+            tracer_kib_loaded: None,
+            tracer_kib_peak: None,
         }
     }
 
@@ -496,6 +538,46 @@ pub fn table(rep: &Report) -> String {
                     "{} MiB",
                     num(r.logged_bytes.unwrap_or(0) as f64 / (1 << 20) as f64)
                 ),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+    }
+    let traced: Vec<&Run> = runs.iter().filter(|r| r.tracer.is_some()).collect();
+    if !traced.is_empty() {
+        out.push_str(
+            "\ntracers: output (a file) and peak memory (VmHWM) after the load, at exit:\n",
+        );
+        let mut rows = Vec::new();
+        let mib = |b: u64| format!("{} MiB", num(b as f64 / (1 << 20) as f64));
+        let kib = |k: Option<u64>| k.map_or_else(|| "-".into(), |k| mib(k << 10));
+        for r in traced {
+            rows.push(vec![
+                r.label.clone(),
+                format!("{} lines", r.trace_lines.unwrap_or(0)),
+                mib(r.trace_bytes.unwrap_or(0)),
+                kib(r.tracer_kib_loaded),
+                kib(r.tracer_kib_peak),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+    }
+    if !rep.file_io.is_empty() {
+        out.push_str("\nfile I/O: wall time, median of the runs (in turns), and over untraced:\n");
+        let mut rows = vec![vec![
+            "program".into(),
+            "tracer".into(),
+            "median s".into(),
+            "runs".into(),
+            "x untraced".into(),
+        ]];
+        for f in &rep.file_io {
+            rows.push(vec![
+                f.program.clone(),
+                f.tracer.clone(),
+                format!("{:.3}", f.median_secs),
+                f.secs.len().to_string(),
+                f.vs_untraced
+                    .map_or_else(|| "-".into(), |v| format!("{v:.2}x")),
             ]);
         }
         out.push_str(&columns(&rows));

@@ -1,6 +1,7 @@
-//! The server under test: a child process (socklab's server, the C baseline, or socklab's
-//! server under `strace -f`), in a process group of its own, pinned to a CPU if asked, and
-//! stopped (SIGINT to the group, SIGKILL after a grace period, reaped) whatever happens.
+//! The server under test: a child process (socklab's server, the C baseline, or either under a
+//! tracer: `strace -f`, `strace --seccomp-bpf`, `socklab run`), in a process group of its own,
+//! pinned to a CPU if asked, and stopped (SIGINT to the group, SIGKILL after a grace period,
+//! reaped) whatever happens.
 //!
 //! Read first: sched_setaffinity(2) (a child inherits its parent's CPU mask), setpgid(2),
 //! kill(2) with a negative pid (the whole group, fork children included).
@@ -33,6 +34,57 @@ pub const C_SOURCE: &str = include_str!("../../bench-support/echo_server.c");
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long SIGINT may take to end it before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
+/// The same for a server under a tracer: `socklab run` prints its whole timeline at the end.
+pub const TRACED_STOP_GRACE: Duration = Duration::from_secs(120);
+/// The syscalls `strace --seccomp-bpf` is asked to trace (`-e trace=`): about the calls
+/// `socklab run` stops at for an echo server.
+pub const STRACE_BPF_CALLS: &str = "%network,read,write,close";
+
+/// A tracer around the server under test (`bench --tracers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tracer {
+    /// `socklab --json run --no-kernel --no-packets -- SERVER`, its timeline to a file.
+    Run,
+    /// `strace -f -qq -o FILE SERVER`: a stop at every call.
+    Strace,
+    /// `strace -f -qq --seccomp-bpf -e trace=CALLS -o FILE SERVER`, CALLS being
+    /// [`STRACE_BPF_CALLS`]: stops at those calls only.
+    StraceBpf,
+}
+
+impl Tracer {
+    /// Every tracer, in the order they are started.
+    pub const ALL: [Tracer; 3] = [Tracer::Run, Tracer::Strace, Tracer::StraceBpf];
+
+    /// `run`, `strace`, `strace-bpf`: the label's suffix and the report's `tracer`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tracer::Run => "run",
+            Tracer::Strace => "strace",
+            Tracer::StraceBpf => "strace-bpf",
+        }
+    }
+
+    /// The command line in front of the server's (`exe` is socklab or strace).
+    pub fn command(self, exe: &Path, out: &Path) -> Command {
+        let mut c = Command::new(exe);
+        match self {
+            Tracer::Run => {
+                c.args(["--json", "run", "--no-kernel", "--no-packets", "--"]);
+            }
+            Tracer::Strace => {
+                c.args(["-f", "-qq", "-o"]).arg(out);
+            }
+            Tracer::StraceBpf => {
+                c.args(["-f", "-qq", "--seccomp-bpf", "-e"])
+                    .arg(format!("trace={STRACE_BPF_CALLS}"))
+                    .arg("-o")
+                    .arg(out);
+            }
+        }
+        c
+    }
+}
 
 /// Which server to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +110,18 @@ pub enum Kind {
         /// The strace executable.
         strace: PathBuf,
     },
+    /// socklab's server (logging off) or the C server (`c`) under `tracer`, its output to a
+    /// file.
+    Traced {
+        /// The model.
+        model: Model,
+        /// The C server, or None for socklab's.
+        c: Option<PathBuf>,
+        /// The tracer.
+        tracer: Tracer,
+        /// Its executable: socklab for [`Tracer::Run`], else strace.
+        exe: PathBuf,
+    },
 }
 
 impl Kind {
@@ -74,38 +138,58 @@ impl Kind {
             } => format!("{model}+json"),
             Kind::C { model, .. } => format!("C {model}"),
             Kind::Strace { model, .. } => format!("{model}+strace"),
+            Kind::Traced {
+                model, c, tracer, ..
+            } => match c {
+                Some(_) => format!("C {model}+{}", tracer.name()),
+                None => format!("{model}+{}", tracer.name()),
+            },
         }
     }
 
-    /// `socklab`, `c` or `strace`.
+    /// `socklab`, `c` or `strace` (socklab's server under strace -f).
     pub fn server(&self) -> &'static str {
         match self {
-            Kind::Socklab { .. } => "socklab",
-            Kind::C { .. } => "c",
+            Kind::Socklab { .. } | Kind::Traced { c: None, .. } => "socklab",
+            Kind::C { .. } | Kind::Traced { c: Some(_), .. } => "c",
             Kind::Strace { .. } => "strace",
+        }
+    }
+
+    /// The tracer around the server, if any.
+    pub fn tracer(&self) -> Option<Tracer> {
+        match self {
+            Kind::Traced { tracer, .. } => Some(*tracer),
+            _ => None,
         }
     }
 
     /// The model.
     pub fn model(&self) -> Model {
         match self {
-            Kind::Socklab { model, .. } | Kind::C { model, .. } | Kind::Strace { model, .. } => {
-                *model
-            }
+            Kind::Socklab { model, .. }
+            | Kind::C { model, .. }
+            | Kind::Strace { model, .. }
+            | Kind::Traced { model, .. } => *model,
         }
     }
 
     /// True if workload `w` is measured on it: socklab under strace runs RR only (the
-    /// comparison the issue asks for; the rest would take long for nothing new).
+    /// comparison the issue asks for; the rest would take long for nothing new), a server
+    /// under `--tracers` RR and CRR.
     pub fn measures(&self, w: super::Workload) -> bool {
-        !matches!(self, Kind::Strace { .. }) || w == super::Workload::Rr
+        match self {
+            Kind::Strace { .. } => w == super::Workload::Rr,
+            Kind::Traced { .. } => matches!(w, super::Workload::Rr | super::Workload::Crr),
+            _ => true,
+        }
     }
 
     /// The server's logging.
     pub fn log(&self) -> LogMode {
         match self {
             Kind::Socklab { log, .. } => *log,
-            Kind::C { .. } | Kind::Strace { .. } => LogMode::Off,
+            Kind::C { .. } | Kind::Strace { .. } | Kind::Traced { .. } => LogMode::Off,
         }
     }
 }
@@ -269,7 +353,10 @@ pub struct Spawned {
     label: String,
     stderr: PathBuf,
     log: Option<PathBuf>,
+    /// A tracer's output (the server runs under one).
+    trace: Option<PathBuf>,
     stopped: bool,
+    left: Left,
 }
 
 /// What the server left when it stopped.
@@ -279,6 +366,43 @@ pub struct Left {
     pub events: Option<u64>,
     /// The log's size.
     pub bytes: Option<u64>,
+    /// Under a tracer: lines of its output (`socklab run --json`: one event a line; strace:
+    /// about one call a line).
+    pub trace_lines: Option<u64>,
+    /// The size of that output.
+    pub trace_bytes: Option<u64>,
+    /// Under a tracer: its peak resident memory (`VmHWM`) when the load was over, KiB.
+    pub tracer_kib_loaded: Option<u64>,
+    /// Its peak resident memory at the last look before it exited (after `socklab run` has
+    /// built and printed its timeline), KiB.
+    pub tracer_kib_peak: Option<u64>,
+}
+
+/// The size of a file and its lines.
+fn size_and_lines(path: &Path) -> Option<(u64, u64)> {
+    let f = File::open(path).ok()?;
+    let bytes = f.metadata().ok()?.len();
+    let mut lines = 0u64;
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    loop {
+        let buf = match r.fill_buf() {
+            Ok([]) | Err(_) => break,
+            Ok(b) => b,
+        };
+        lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
+        let n = buf.len();
+        r.consume(n);
+    }
+    Some((bytes, lines))
+}
+
+/// `VmHWM` of `pid` (its peak resident memory), KiB; None once it has exited.
+pub fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 impl Spawned {
@@ -296,7 +420,30 @@ impl Spawned {
         let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
         let stderr = temp_file("stderr");
         let log = (kind.log() == LogMode::Json).then(|| temp_file("events.jsonl"));
+        let trace = kind
+            .tracer()
+            .map(|t| temp_file(&format!("{}.out", t.name())));
         let port_s = port.to_string();
+        let socklab_server = |c: &mut Command, log: Option<&PathBuf>| {
+            match log {
+                Some(file) => {
+                    c.args(probe.flag());
+                    c.arg("server").arg("--log-file").arg(file)
+                }
+                None => c.args(["--quiet", "server"]),
+            };
+            c.args([
+                "--model",
+                kind.model().name(),
+                "--mode",
+                "echo",
+                "-p",
+                &port_s,
+            ])
+            .args(["--backlog", "1024", "--read-size", "65536"])
+            .args(["--max-conns", "4096"]);
+        };
+        let mut stdout = Stdio::null();
         let mut cmd = match kind {
             Kind::C { model, exe } => {
                 let mut c = Command::new(exe);
@@ -312,24 +459,34 @@ impl Spawned {
                     }
                     _ => Command::new(socklab),
                 };
-                match &log {
-                    Some(file) => {
-                        c.args(probe.flag());
-                        c.arg("server").arg("--log-file").arg(file)
-                    }
-                    None => c.args(["--quiet", "server"]),
-                };
-                c.args([
-                    "--model",
-                    kind.model().name(),
-                    "--mode",
-                    "echo",
-                    "-p",
-                    &port_s,
-                ])
-                .args(["--backlog", "1024", "--read-size", "65536"])
-                .args(["--max-conns", "4096"]);
+                socklab_server(&mut c, log.as_ref());
                 c
+            }
+            Kind::Traced {
+                model,
+                c,
+                tracer,
+                exe,
+            } => {
+                let out = trace.as_deref().unwrap_or(Path::new("/dev/null"));
+                let mut t = tracer.command(exe, out);
+                match c {
+                    Some(c_exe) => {
+                        t.arg(c_exe).args([model.name(), &port_s]);
+                    }
+                    None => {
+                        t.arg(socklab);
+                        socklab_server(&mut t, None);
+                    }
+                }
+                if *tracer == Tracer::Run {
+                    // socklab run prints its timeline on stdout, at the end.
+                    let f = File::create(out).map_err(|e| {
+                        Error::Other(format!("cannot create {}: {e}", out.display()))
+                    })?;
+                    stdout = Stdio::from(f);
+                }
+                t
             }
         };
         let err_file = File::create(&stderr)
@@ -337,7 +494,7 @@ impl Spawned {
         // Its own process group: the terminal's Ctrl-C reaches the bench only (which then
         // stops the server), and one kill(-pgid) reaches fork children too.
         cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(err_file)
             .process_group(0);
         let child = pin
@@ -349,7 +506,9 @@ impl Spawned {
             label: kind.label(),
             stderr,
             log,
+            trace,
             stopped: false,
+            left: Left::default(),
         };
         s.wait_listening()?;
         drop(claim);
@@ -407,21 +566,14 @@ impl Spawned {
     /// says what its log holds; the temporary files go.
     pub fn stop(mut self) -> Left {
         self.halt();
-        let mut left = Left::default();
-        if let Some(f) = self.log.as_ref().and_then(|log| File::open(log).ok()) {
-            left.bytes = f.metadata().ok().map(|m| m.len());
-            let mut lines = 0u64;
-            let mut r = BufReader::with_capacity(1 << 20, f);
-            loop {
-                let buf = match r.fill_buf() {
-                    Ok([]) | Err(_) => break,
-                    Ok(b) => b,
-                };
-                lines += buf.iter().filter(|&&b| b == b'\n').count() as u64;
-                let n = buf.len();
-                r.consume(n);
-            }
+        let mut left = self.left;
+        if let Some((bytes, lines)) = self.log.as_deref().and_then(size_and_lines) {
+            left.bytes = Some(bytes);
             left.events = Some(lines);
+        }
+        if let Some((bytes, lines)) = self.trace.as_deref().and_then(size_and_lines) {
+            left.trace_bytes = Some(bytes);
+            left.trace_lines = Some(lines);
         }
         left
     }
@@ -429,9 +581,22 @@ impl Spawned {
     fn halt(&mut self) {
         let group = Pid::from_raw(-(self.child.id() as i32));
         if !self.stopped {
+            let traced = self.trace.is_some();
+            if traced {
+                self.left.tracer_kib_loaded = vm_hwm_kib(self.child.id());
+            }
             let _ = kill(group, Signal::SIGINT);
-            let deadline = Instant::now() + STOP_GRACE;
+            let grace = if traced {
+                TRACED_STOP_GRACE
+            } else {
+                STOP_GRACE
+            };
+            let deadline = Instant::now() + grace;
             loop {
+                if traced && let Some(kib) = vm_hwm_kib(self.child.id()) {
+                    // Watched until the tracer exits: socklab run builds its timeline now.
+                    self.left.tracer_kib_peak = Some(kib);
+                }
                 match self.child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
                     Ok(None) if Instant::now() >= deadline => {
@@ -455,8 +620,8 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         self.halt();
         // After `stop` has counted it, or on any other way out.
-        if let Some(log) = &self.log {
-            let _ = fs::remove_file(log);
+        for f in self.log.iter().chain(&self.trace) {
+            let _ = fs::remove_file(f);
         }
     }
 }

@@ -68,6 +68,16 @@ pub struct BenchArgs {
     /// with cc) and print socklab/C ratios.
     #[arg(long, requires = "model")]
     c_baseline: bool,
+    /// Measure the model's socklab and C servers untraced and under `socklab run`, `strace -f`
+    /// and `strace -f --seccomp-bpf` (each tracer's output to a file), side by side in turns,
+    /// RR and CRR; print the ratios to untraced and the tracers' peak memory; then time a few
+    /// file-I/O programs untraced and under the tracers. Pins to one CPU unless --pin says
+    /// otherwise.
+    #[arg(long, requires = "model", conflicts_with_all = ["c_baseline", "log"])]
+    tracers: bool,
+    /// With --tracers: the MiB each file-I/O program reads or copies.
+    #[arg(long, value_name = "M", default_value_t = crate::bench::DEFAULT_IO_MIB, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    io_mib: u64,
 }
 
 /// Runs the benchmark, prints the report; an error when a bulk echo came back different.
@@ -104,8 +114,14 @@ pub fn run(a: BenchArgs, global: &Global) -> Result<(), Error> {
         (_, true) => Probe::All,
         _ => Probe::Sampled,
     };
-    cfg.pin = a.pin.unwrap_or(if compare { Pin::Same } else { Pin::Off });
+    cfg.pin = a.pin.unwrap_or(if compare || a.tracers {
+        Pin::Same
+    } else {
+        Pin::Off
+    });
     cfg.c_baseline = a.c_baseline;
+    cfg.tracers = a.tracers;
+    cfg.io_mib = a.io_mib;
     cfg.progress = !json && io::stderr().is_terminal();
     let rep = bench::run(&cfg)?;
     let text = if json {
