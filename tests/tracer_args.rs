@@ -111,8 +111,16 @@ fn sa(a: SocketAddr) -> SockaddrStorage {
 
 const NOSIG: u64 = libc::MSG_NOSIGNAL as u64;
 
+/// The tests that make children, or expect to have none (wait4's ECHILD), take turns.
+static CHILDREN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn children_lock() -> std::sync::MutexGuard<'static, ()> {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn every_wrapped_call_decodes_as_its_wrapper_logs_it() {
+    let _turn = children_lock();
     let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let log = Logged::start();
     let (inet, stream, dgram) = (libc::AF_INET as u64, libc::SOCK_STREAM as u64, 2u64);
@@ -361,6 +369,7 @@ fn every_wrapped_call_decodes_as_its_wrapper_logs_it() {
 /// same first and the row's other pointers after them.
 #[test]
 fn fork_kill_and_wait_decode_as_logged() {
+    let _turn = children_lock();
     let _lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let log = Logged::start();
     let child = match sys::fork().unwrap() {
@@ -423,6 +432,7 @@ fn new_descriptors_are_the_ones_the_events_are_about() {
 /// the kernel's copy.
 #[test]
 fn a_traced_programs_calls_decode_from_its_memory() {
+    let _turn = children_lock();
     use socklab::tracer::{self, Seen};
     use std::ffi::OsString;
     use std::io::Read;
