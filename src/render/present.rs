@@ -68,10 +68,16 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
         }
     }
     let mut text = String::new();
+    let mut out = std::io::stdout().lock();
     if view.json {
+        // Written as it goes: a long run's timeline is not held twice (events and text).
         for ev in shown.events {
             text.push_str(&serde_json::to_string(ev).expect("events serialize"));
             text.push('\n');
+            if text.len() >= 1 << 16 {
+                write_or_exit(&mut out, text.as_bytes(), false);
+                text.clear();
+            }
         }
     } else {
         text.push_str(&shown.title);
@@ -102,6 +108,10 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
                     None => text.push_str(&format_event(ev, t0)),
                 }
                 text.push('\n');
+                if text.len() >= 1 << 16 {
+                    write_or_exit(&mut out, text.as_bytes(), false);
+                    text.clear();
+                }
             }
         }
         for line in &shown.footer {
@@ -112,7 +122,6 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
             text.push('\n');
         }
     }
-    let mut out = std::io::stdout().lock();
     write_or_exit(&mut out, text.as_bytes(), true);
     Ok(())
 }
