@@ -584,6 +584,9 @@ impl Spawned {
             let traced = self.trace.is_some();
             if traced {
                 self.left.tracer_kib_loaded = vm_hwm_kib(self.child.id());
+                // A tracer that exits at once (strace) is a zombie, with no VmHWM, by the
+                // next look: its peak is then the one read here.
+                self.left.tracer_kib_peak = self.left.tracer_kib_loaded;
             }
             let _ = kill(group, Signal::SIGINT);
             let grace = if traced {
@@ -595,7 +598,7 @@ impl Spawned {
             loop {
                 if traced && let Some(kib) = vm_hwm_kib(self.child.id()) {
                     // Watched until the tracer exits: socklab run builds its timeline now.
-                    self.left.tracer_kib_peak = Some(kib);
+                    self.left.tracer_kib_peak = self.left.tracer_kib_peak.max(Some(kib));
                 }
                 match self.child.try_wait() {
                     Ok(Some(_)) | Err(_) => break,
