@@ -158,8 +158,6 @@ struct Book {
     /// The remote addresses the program's sockets connected to: when each process started
     /// its call, in order (two processes may connect to the same server one after the other).
     peers: HashMap<SocketAddr, Vec<(u64, u32)>>,
-    /// The process socklab started.
-    main: Option<u32>,
     /// Step mode: pause before each socket call (until q, end of input or Ctrl-C).
     stepping: bool,
     /// The answers at the pauses.
@@ -175,7 +173,6 @@ impl Book {
             events: Vec::new(),
             ports: HashMap::new(),
             peers: HashMap::new(),
-            main: None,
             stepping: false,
             answers: LineReader::default(),
         }
@@ -239,7 +236,6 @@ impl Book {
             }
             Seen::Exec { pid, exe } => {
                 let p = pid as u32;
-                self.main.get_or_insert(p);
                 self.kinds.forget_process(pid);
                 let name = exe
                     .file_name()
