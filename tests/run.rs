@@ -227,6 +227,9 @@ fn attached_to_a_running_server_then_detached() {
         assert!(std::time::Instant::now() < deadline, "not attached");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // TracerPid shows at PTRACE_SEIZE; the interrupt that starts the syscall stops follows.
+    // A connect in between would be accepted before the tracer stops at accept4.
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"ping").unwrap();
     let mut reply = String::new();
@@ -420,5 +423,63 @@ fn step_holds_the_program_before_each_socket_call() {
             .syscall()
             .is_some_and(|sc| sc.name == "connect" && sc.ret == 0)),
         "the connect made after the pause"
+    );
+}
+
+/// readv, writev, sendfile and splice on sockets are decoded (their data, from the program's
+/// memory) and probed like the other data calls.
+#[test]
+fn vector_and_zero_copy_calls_are_decoded() {
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("socklab-run-vec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("payload");
+    std::fs::write(&file, b"from a file").unwrap();
+    let script = format!(
+        "import os, socket\n\
+         a, b = socket.socketpair()\n\
+         s = socket.create_server(('127.0.0.1', 0)); c = socket.create_connection(s.getsockname()); d, _ = s.accept()\n\
+         os.writev(c.fileno(), [b'he', b'llo'])\n\
+         got = os.readv(d.fileno(), [bytearray(2), bytearray(8)])\n\
+         assert got == 5, got\n\
+         f = open({file:?}, 'rb'); os.sendfile(c.fileno(), f.fileno(), 0, 11)\n\
+         assert d.recv(64) == b'from a file'\n\
+         r, w = os.pipe(); os.write(w, b'piped'); os.splice(r, c.fileno(), 5)\n\
+         assert d.recv(64) == b'piped'\n"
+    );
+    let f = run(&["--json"], &[&python.display().to_string(), "-c", &script]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let evs = f.events();
+    let pid = pid_of(&evs, "socketpair");
+    let one = |name: &str| {
+        calls_of(&evs, pid, name)
+            .first()
+            .map(|(_, sc)| (*sc).clone())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let writev = one("writev");
+    assert_eq!(writev.ret, 5);
+    assert_eq!(
+        util::arg(&writev, "iov"),
+        r#"[{iov_base="he", iov_len=2}, {iov_base="llo", iov_len=3}]"#
+    );
+    assert_eq!(writev.tcp_state, Some(TcpState::Established));
+    let readv = one("readv");
+    assert_eq!(readv.ret, 5);
+    assert_eq!(
+        util::arg(&readv, "iov"),
+        r#"[{iov_base="he", iov_len=2}, {iov_base="llo", iov_len=8}]"#
+    );
+    let sendfile = one("sendfile");
+    assert_eq!((sendfile.ret, sendfile.fd), (11, writev.fd));
+    let splice = one("splice");
+    assert_eq!(splice.ret, 5);
+    assert_eq!(
+        splice.args.get("fd_out"),
+        writev.fd.map(serde_json::Value::from).as_ref()
     );
 }

@@ -70,6 +70,12 @@ pub enum Kind {
     MsgFlags,
     /// A `struct msghdr` (its iovecs, address and control data).
     Msghdr,
+    /// `struct iovec[]` (readv, writev): their number is in argument `cnt`; the data read is
+    /// shown up to what the call returned.
+    Iov {
+        /// The argument that holds their number.
+        cnt: u8,
+    },
     /// `SOL_SOCKET`, `SOL_TCP`, ...
     SockLevel,
     /// `SO_REUSEADDR`, `TCP_INFO`, ...: read with the level in argument `level`.
@@ -377,6 +383,11 @@ pub static CALLS: &[CallSpec] = &[
     n("fork", c::SYS_fork, &[], Named, Probe::None),
     n("vfork", c::SYS_vfork, &[], Named, Probe::None),
     n("execve", c::SYS_execve, &[i("pathname", Path), i("argv", Argv), i("envp", Argv)], Named, Probe::None),
+    n("readv", c::SYS_readv, &[FD, o("iov", Iov { cnt: 2 }), i("iovcnt", Count)], Strace::No, Sampled),
+    n("writev", c::SYS_writev, &[FD, i("iov", Iov { cnt: 2 }), i("iovcnt", Count)], Strace::No, Sampled),
+    n("sendfile", c::SYS_sendfile, &[i("out_fd", Fd), i("in_fd", Fd), io("offset", Ptr), i("count", Count)], Strace::No, Sampled),
+    n("splice", c::SYS_splice, &[i("fd_in", Fd), io("off_in", Ptr), i("fd_out", Fd), io("off_out", Ptr), i("len", Count), i("flags", Int)], Strace::No, Sampled),
+    n("epoll_pwait2", c::SYS_epoll_pwait2, &[i("epfd", Fd), o("events", EpollEvents { max: 2 }), i("maxevents", Count), i("timeout", Timespec), i("sigmask", Sigset { len: 5 }), i("sigsetsize", Len)], Strace::No, Probe::None),
 ];
 
 #[cfg(test)]

@@ -173,6 +173,7 @@ impl Cx<'_> {
             Kind::Shutdown => s(shutdown(r as i32)),
             Kind::MsgFlags => s(flags(u64::from(r as u32), MSG_FLAGS)),
             Kind::Msghdr => s(self.msghdr(r)),
+            Kind::Iov { cnt } => s(self.iov(r, self.reg(cnt), out)),
             Kind::SockLevel => s(level(r as i32)),
             Kind::SockOptName { level } => s(optname(self.reg(level) as i32, r as i32)),
             Kind::SockOptVal { level, name, len } => self.optval(
@@ -299,9 +300,24 @@ impl Cx<'_> {
             self.sockaddr(name, u64::from(namelen))
         };
         // What the data covers: the call's result for recvmsg, every iovec for sendmsg.
-        let mut left = if recv { self.ret as u64 } else { u64::MAX };
+        let left = if recv { self.ret as u64 } else { u64::MAX };
+        let iovs = self.iovecs(iov, iovlen, left);
+        let msg_flags = if recv {
+            flags(u64::from(msg_flags), MSG_FLAGS)
+        } else {
+            msg_flags.to_string()
+        };
+        format!(
+            "{{msg_name={name}, msg_iov={iovs}, msg_iovlen={iovlen}, msg_controllen={controllen}, \
+             msg_flags={msg_flags}}}"
+        )
+    }
+
+    /// `[{iov_base="hi", iov_len=2}, ...]`: `count` iovecs at `iov`, their data shown up to
+    /// `left` bytes in all.
+    fn iovecs(&self, iov: u64, count: u64, mut left: u64) -> String {
         let mut iovs = Vec::new();
-        for i in 0..iovlen.min(IOV_SHOWN as u64) {
+        for i in 0..count.min(IOV_SHOWN as u64) {
             let Some(v) = read_exact(self.mem, iov.wrapping_add(16 * i), 16) else {
                 break;
             };
@@ -314,19 +330,22 @@ impl Cx<'_> {
                 preview(self.mem, base, shown)
             ));
         }
-        if iovlen > IOV_SHOWN as u64 {
+        if count > IOV_SHOWN as u64 {
             iovs.push("...".into());
         }
-        let msg_flags = if recv {
-            flags(u64::from(msg_flags), MSG_FLAGS)
-        } else {
-            msg_flags.to_string()
-        };
-        format!(
-            "{{msg_name={name}, msg_iov=[{}], msg_iovlen={iovlen}, msg_controllen={controllen}, \
-             msg_flags={msg_flags}}}",
-            iovs.join(", ")
-        )
+        format!("[{}]", iovs.join(", "))
+    }
+
+    /// readv's and writev's vector: readv's data up to what it returned, and only then.
+    fn iov(&self, iov: u64, count: u64, out: bool) -> String {
+        if iov == 0 {
+            return "NULL".into();
+        }
+        if out && !self.ok() {
+            return String::new();
+        }
+        let left = if out { self.ret as u64 } else { u64::MAX };
+        self.iovecs(iov, count, left)
     }
 
     /// A socket option's value: a number for the int options, strace's struct spellings for

@@ -331,7 +331,9 @@ impl Book {
             if ok && matches!(spec.name, "close") {
                 self.proc_mut(pid).fds.remove(fd);
                 self.kinds.forget(c.pid, fd);
-            } else if let Some(dup) = stopped.socket(fd) {
+            } else if matches!(self.kinds.kind(c.pid, fd), FdKind::Socket { .. })
+                && let Some(dup) = stopped.socket(fd)
+            {
                 // A connected socket's addresses cannot change: after a data call only its
                 // state is read (three syscalls fewer per call).
                 let settled = spec.probe == Probe::Sampled
