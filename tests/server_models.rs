@@ -508,7 +508,7 @@ fn epoll_drops_an_idle_client() {
 /// `--max-conns 2`: the third client waits in the accept queue (the server says so, once per
 /// filling up, not once per client) and is served when a worker is free.
 fn full_workers_wait_in_the_queue(model: &'static str) {
-    let server = Server::start(model, &["--max-conns", "2"]);
+    let mut server = Server::start(model, &["--max-conns", "2"]);
     let mut first: Vec<TcpStream> = (0..2).map(|_| connect(server.addr)).collect();
     for s in &mut first {
         s.write_all(b"x").unwrap();
@@ -535,6 +535,13 @@ fn full_workers_wait_in_the_queue(model: &'static str) {
     third.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     third.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"third");
+    // Full again with the third: said when the accept loop comes round, which a busy machine
+    // may delay past the clients' end; both notices are awaited while all are connected.
+    for _ in 0..2 {
+        server
+            .proc
+            .wait_for(|l| l.starts_with("All 2 workers busy").then_some(()));
+    }
     drop(first);
     drop(third);
     server.assert_settled("a full house");
