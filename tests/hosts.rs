@@ -38,20 +38,13 @@ fn turn() -> MutexGuard<'static, ()> {
     TURN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn on_path(tool: &str) -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .any(|d| d.join(tool).is_file())
-}
-
 /// None when this machine can run the lab; else why not (printed as the skip reason).
 fn cannot_run(nat: bool) -> Option<&'static str> {
     if !geteuid().is_root() {
         Some("needs root (network namespaces, veth)")
-    } else if !on_path("ip") {
+    } else if util::tool("ip").is_none() {
         Some("ip is not installed (package iproute2)")
-    } else if nat && !on_path("nft") {
+    } else if nat && util::tool("nft").is_none() {
         Some("nft is not installed (package nftables)")
     } else {
         None

@@ -139,24 +139,16 @@ struct Tools {
     nft: Option<PathBuf>,
 }
 
-fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 impl Tools {
     fn find(nat: bool) -> Result<Tools, Error> {
-        let ip = find_tool("ip").ok_or_else(|| {
+        let ip = crate::net::find_tool("ip").ok_or_else(|| {
             Error::Other(
                 "socklab hosts needs the `ip` command: install iproute2 (apt-get install iproute2)"
                     .into(),
             )
         })?;
         let nft = if nat {
-            Some(find_tool("nft").ok_or_else(|| {
+            Some(crate::net::find_tool("nft").ok_or_else(|| {
                 Error::Other(
                     "socklab hosts --nat needs the `nft` command: install nftables \
                      (apt-get install nftables)"
@@ -578,7 +570,7 @@ fn is_running_socklab(pid: u32) -> bool {
 /// Removes the per-run namespaces whose socklab process is gone (killed before it could clean
 /// up); returns (name, why) for each one removed.
 pub fn remove_stale() -> Vec<(String, String)> {
-    let Some(ip) = find_tool("ip") else {
+    let Some(ip) = crate::net::find_tool("ip") else {
         return Vec::new();
     };
     let mut removed = Vec::new();

@@ -31,3 +31,13 @@ pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, Error> {
         .next()
         .ok_or_else(bad)
 }
+
+/// Where a tool (`ip`, `nft`, `iptables-nft`) is: on PATH first, then in the sbin
+/// directories an ordinary user's PATH may lack.
+pub fn find_tool(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(Into::into))
+        .map(|d: std::path::PathBuf| d.join(name))
+        .find(|p| p.is_file())
+}

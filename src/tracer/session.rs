@@ -27,6 +27,7 @@ use crate::event::tcp_state::TcpState;
 use crate::event::{AcceptQueue, Body, Event, Lane, Role, Syscall, timeline};
 use crate::observe::session::{ObserveOptions, Observers, Place, Scope, tiers};
 use crate::render::prompt::{Input, LineReader};
+use crate::sys::ffi::TcpInfoRaw;
 use crate::sys::names;
 use crate::sys::table::{self, CallSpec, Kind, Probe};
 
@@ -306,24 +307,16 @@ impl Book {
                 continue;
             };
             let look = look(&dup);
-            if self.probe
-                && look.transport == Transport::Tcp
-                && fd == Some(new)
-                && spec.probe != Probe::None
-            {
-                probe_state = crate::sys::ffi::tcp_info(dup.as_raw_fd()).ok();
+            if fd == Some(new) {
+                probe_state = self.state(spec, look.transport, &dup);
             }
             drop(dup);
-            {
-                let mut info = FdInfo::new(look.transport);
-                info.local = look.local;
-                info.remote = look.remote;
-                if matches!(spec.name, "accept" | "accept4") {
-                    info.accepted_from = c.args.first().map(|&l| l as i32);
-                }
-                self.learn_port(pid, c.start_ns, &info);
-                self.proc_mut(pid).fds.insert(new, info);
+            let mut info = look.info();
+            if matches!(spec.name, "accept" | "accept4") {
+                info.accepted_from = c.args.first().map(|&l| l as i32);
             }
+            self.learn_port(pid, c.start_ns, &info);
+            self.proc_mut(pid).fds.insert(new, info);
         }
         if let Some(fd) = fd
             && !new_fds.contains(&fd)
@@ -334,53 +327,37 @@ impl Book {
             } else if matches!(self.kinds.kind(c.pid, fd), FdKind::Socket { .. })
                 && let Some(dup) = stopped.socket(fd)
             {
+                let proc = self.proc_mut(pid);
                 // A connected socket's addresses cannot change: after a data call only its
                 // state is read (three syscalls fewer per call).
-                let settled = spec.probe == Probe::Sampled
-                    && self
-                        .proc_mut(pid)
-                        .fds
-                        .get(fd)
-                        .is_some_and(|i| i.local.is_some() && i.remote.is_some());
-                let look = match self.proc_mut(pid).fds.get(fd) {
-                    Some(i) if settled => Look {
-                        transport: i.transport,
-                        local: i.local,
-                        remote: i.remote,
-                    },
+                let look = match proc.fds.get(fd) {
+                    Some(i)
+                        if spec.probe == Probe::Sampled
+                            && i.local.is_some()
+                            && i.remote.is_some() =>
+                    {
+                        Look::of(i)
+                    }
                     _ => look(&dup),
                 };
-                let proc = self.proc_mut(pid);
-                let info = proc
-                    .fds
-                    .get_mut(fd)
-                    .map(|i| {
-                        i.local = look.local.or(i.local);
-                        i.remote = look.remote.or(i.remote);
-                        i.clone()
-                    })
-                    .unwrap_or_else(|| {
-                        let mut i = FdInfo::new(look.transport);
-                        i.local = look.local;
-                        i.remote = look.remote;
-                        i
-                    });
                 if proc.fds.get(fd).is_none() {
-                    proc.fds.insert(fd, info.clone());
+                    proc.fds.insert(fd, look.info());
                 }
-                if let Some(i) = proc.fds.get_mut(fd) {
-                    match spec.name {
-                        "bind" if ok => i.bound = true,
-                        "listen" if ok => i.listening = true,
-                        "connect" => i.connected = true,
-                        _ => {}
-                    }
+                let Some(i) = proc.fds.get_mut(fd) else {
+                    return;
+                };
+                i.local = look.local.or(i.local);
+                i.remote = look.remote.or(i.remote);
+                match spec.name {
+                    "bind" if ok => i.bound = true,
+                    "listen" if ok => i.listening = true,
+                    "connect" => i.connected = true,
+                    _ => {}
                 }
-                if self.probe && info.transport == Transport::Tcp && spec.probe != Probe::None {
-                    probe_state = crate::sys::ffi::tcp_info(dup.as_raw_fd()).ok();
-                }
-                self.learn_port(pid, c.start_ns, &info);
+                let info = i.clone();
+                probe_state = self.state(spec, info.transport, &dup);
                 drop(dup);
+                self.learn_port(pid, c.start_ns, &info);
             }
         }
         if spec.name == "connect"
@@ -504,7 +481,7 @@ impl Book {
                 .any(|(_, raw)| is_socket(book, raw as i32))
         };
         match spec.name {
-            "epoll_wait" | "epoll_pwait" => self
+            "epoll_wait" | "epoll_pwait" | "epoll_pwait2" => self
                 .proc_mut(pid as u32)
                 .epolls
                 .contains(&(c.args[0] as i32))
@@ -574,6 +551,14 @@ impl Book {
             eprintln!("{}", notes::text(key, &[]));
             self.stepping = false;
         }
+    }
+
+    /// TCP_INFO through the duplicate `dup`, when the lab probes after this call.
+    fn state(&self, spec: &CallSpec, transport: Transport, dup: &OwnedFd) -> Option<TcpInfoRaw> {
+        let wanted = self.probe && transport == Transport::Tcp && spec.probe != Probe::None;
+        wanted
+            .then(|| crate::sys::ffi::tcp_info(dup.as_raw_fd()).ok())
+            .flatten()
     }
 
     fn learn_port(&mut self, pid: u32, t: u64, info: &FdInfo) {
@@ -783,6 +768,25 @@ struct Look {
     transport: Transport,
     local: Option<SocketAddr>,
     remote: Option<SocketAddr>,
+}
+
+impl Look {
+    /// What the lab already knows of a socket.
+    fn of(i: &FdInfo) -> Look {
+        Look {
+            transport: i.transport,
+            local: i.local,
+            remote: i.remote,
+        }
+    }
+
+    /// A fresh descriptor entry for it.
+    fn info(&self) -> FdInfo {
+        let mut i = FdInfo::new(self.transport);
+        i.local = self.local;
+        i.remote = self.remote;
+        i
+    }
 }
 
 fn inet(addr: &SockaddrStorage) -> Option<SocketAddr> {

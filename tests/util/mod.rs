@@ -319,14 +319,9 @@ pub fn skip(why: &str) {
     }
 }
 
-/// A tool as socklab looks for it: on PATH, then in the sbin directories an ordinary user's
-/// PATH may lack.
+/// A tool as socklab looks for it ([`socklab::net::find_tool`]).
 pub fn tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    socklab::net::find_tool(name)
 }
 
 /// True when `name` is installed; else skips, naming the Debian package that brings it.

@@ -22,15 +22,6 @@ pub fn enter_namespace() -> Result<(), Error> {
     })
 }
 
-/// Where an executable is: PATH first, then the sbin directories a user's PATH may lack.
-fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 /// The iptables arguments that queue the port's TCP and UDP packets, both directions, as
 /// added with `-A` (`-D` with the same arguments removes one).
 pub fn rules(port: u16) -> Vec<Vec<String>> {
@@ -79,8 +70,8 @@ pub(super) struct Rules {
 
 impl Rules {
     pub(super) fn add(port: u16) -> Result<Rules, Error> {
-        let prog = find_program("iptables-nft")
-            .or_else(|| find_program("iptables"))
+        let prog = crate::net::find_tool("iptables-nft")
+            .or_else(|| crate::net::find_tool("iptables"))
             .ok_or_else(|| {
                 Error::Other(
                     "--wire needs iptables-nft to queue the exchange's packets to the lab \
