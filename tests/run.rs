@@ -85,7 +85,11 @@ fn the_seeds_python_exchange_is_traced() {
     assert_eq!(accepts.len(), 1, "one connection");
     let (accept_ev, accept) = accepts[0];
     assert_eq!(accept.tcp_state, Some(TcpState::Established), "{accept:?}");
-    let (connect_ev, connect) = calls_of(&evs, client, "connect")[0];
+    // The inet connect (the C library may first try nscd's Unix socket for a name lookup).
+    let (connect_ev, connect) = calls_of(&evs, client, "connect")
+        .into_iter()
+        .find(|(_, sc)| sc.remote.is_some())
+        .expect("the client's connect to the server");
     assert_eq!(
         connect.tcp_state,
         Some(TcpState::Established),
@@ -119,11 +123,22 @@ fn the_seeds_python_exchange_is_traced() {
         established.t < accept_ev.t,
         "ESTABLISHED before accept4 returned"
     );
-    // The seed's server closes first: its side of the connection ends in TIME_WAIT.
+    // Whichever side closed first (the server closes after its reply; the client as Python
+    // exits, which can come first on a busy machine) ends in TIME_WAIT.
+    let closer = evs
+        .iter()
+        .find(|e| {
+            matches!(&e.body, Body::State(st)
+                if st.to == TcpState::FinWait1
+                    && [st.local.as_deref(), st.remote.as_deref()].contains(&Some(client_end.as_str())))
+        })
+        .map(|e| e.pid)
+        .expect("a FIN_WAIT1 on one side");
     let time_wait = evs.iter().any(|e| {
-        e.pid == server
+        e.pid == closer
             && matches!(&e.body, Body::State(st)
-                if st.to == TcpState::TimeWait && st.remote.as_deref() == Some(client_end.as_str()))
+                if st.to == TcpState::TimeWait
+                    && [st.local.as_deref(), st.remote.as_deref()].contains(&Some(client_end.as_str())))
     });
     assert!(time_wait, "TIME_WAIT on the active closer");
     // The packets of that connection, the handshake first.

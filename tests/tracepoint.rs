@@ -34,11 +34,6 @@ fn setup() -> Option<MutexGuard<'static, ()>> {
     Some(LOCK.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
-
 /// The socklab instances that belong to process `pid`.
 fn instances_of(pid: u32) -> Vec<PathBuf> {
     let Ok(dir) = std::fs::read_dir(Path::new(TRACEFS).join("instances")) else {
@@ -95,7 +90,7 @@ fn time_of(events: &[Event], local: &str, from: TcpState, to: TcpState) -> u64 {
 #[test]
 fn an_exchange_gives_the_kernels_transitions_on_the_monotonic_clock() {
     let Some(_guard) = setup() else { return };
-    let port = free_port();
+    let port = util::free_port();
     let mut session = TraceSession::start(&[port]).expect("start the tracepoint session");
     let dir = session.instance_dir().to_path_buf();
     assert!(dir.is_dir(), "{} missing", dir.display());
@@ -184,7 +179,7 @@ fn an_exchange_gives_the_kernels_transitions_on_the_monotonic_clock() {
 #[test]
 fn dropping_a_session_removes_its_instance() {
     let Some(_guard) = setup() else { return };
-    let session = TraceSession::start(&[free_port()]).expect("start");
+    let session = TraceSession::start(&[util::free_port()]).expect("start");
     let dir = session.instance_dir().to_path_buf();
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     assert!(
@@ -218,7 +213,7 @@ fn start_removes_instances_of_dead_processes() {
 #[test]
 fn wait_wakes_at_the_first_event() {
     let Some(_guard) = setup() else { return };
-    let port = free_port();
+    let port = util::free_port();
     let mut session = TraceSession::start(&[port]).expect("start");
     let maker = thread::spawn(move || {
         thread::sleep(Duration::from_millis(200));
@@ -258,7 +253,7 @@ impl Drop for Reaped {
 #[test]
 fn watch_exits_0_on_ctrl_c_and_removes_its_instance() {
     let Some(_guard) = setup() else { return };
-    let port = free_port();
+    let port = util::free_port();
     let started = Instant::now();
     // A duration well past the SIGINT, so that only the signal can end it in time.
     let child = Command::new(env!("CARGO_BIN_EXE_socklab"))

@@ -97,11 +97,7 @@ fn a_foreign_programs_connect_is_seen_and_its_fin_still_goes_out() {
 #[test]
 fn a_failed_call_carries_its_errno() {
     // A port nobody listens on: connect is refused.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = util::free_port();
     let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
     let mut refused = None;
     let exit = tracer::run(&argv(&["bash", "-c", &script]), &[CONNECT], |_, seen| {

@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -24,17 +25,51 @@ pub fn socklab_exe() -> &'static Path {
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released). Nothing
 /// listens there, so a connect to it is refused.
+///
+/// The socket is bound, never listening: a child that another test thread forks in between
+/// holds a copy until its exec, and a listener's copy would take (then reset) the
+/// connections meant for the server that is about to bind the port. SO_REUSEADDR lets that
+/// server bind while such a copy lingers.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, setsockopt, socket,
+        sockopt::ReuseAddr,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .expect("socket");
+    setsockopt(&fd, ReuseAddr, &true).expect("SO_REUSEADDR");
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).expect("bind 127.0.0.1:0");
+    getsockname::<SockaddrIn>(fd.as_raw_fd())
+        .expect("getsockname")
+        .port()
 }
 
-/// `python3` from PATH, if there is one (else the caller skips: see [`skip`]).
+/// The Python interpreter `python3` on PATH runs, if there is one (else the caller skips:
+/// see [`skip`]). A launcher such as pyenv's shim is looked through (its own processes would
+/// be on a traced program's timeline), by asking the interpreter for `sys.executable`.
 pub fn python3() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("python3"))
-        .find(|p| p.is_file())
+    static REAL: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    REAL.get_or_init(|| {
+        let path = std::env::var_os("PATH")?;
+        let found = std::env::split_paths(&path)
+            .map(|d| d.join("python3"))
+            .find(|p| p.is_file())?;
+        let real = Command::new(&found)
+            .args(["-c", "import sys; print(sys.executable)"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .filter(|p| p.is_file());
+        Some(real.unwrap_or(found))
+    })
+    .clone()
 }
 
 /// What a finished process left.
