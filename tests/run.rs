@@ -498,3 +498,57 @@ fn vector_and_zero_copy_calls_are_decoded() {
         writev.fd.map(serde_json::Value::from).as_ref()
     );
 }
+
+/// `--live`: each event is on stdout while the program still runs (the server's listen
+/// before any client came), once, and the kernel's side of the connection follows.
+#[test]
+fn live_events_come_while_the_program_runs() {
+    let port = util::free_port();
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(["--json", "run", "--live", "--"])
+        .arg(socklab_exe())
+        .args(["--quiet", "server", "--count", "1", "-p", &port.to_string()]);
+    let mut proc = Proc::spawn(cmd);
+    let is_call = |line: &str, name: &str| {
+        serde_json::from_str::<Event>(line)
+            .ok()
+            .and_then(|e| e.syscall().map(|sc| sc.name == name && !sc.failed()))
+            .unwrap_or(false)
+    };
+    // The listen shows before the lab's client connects: the server waits in accept4.
+    let listen = proc.wait_for(|l| is_call(l, "listen").then(|| l.to_string()));
+    let listen: Event = serde_json::from_str(&listen).unwrap();
+    assert_eq!(listen.syscall().unwrap().tcp_state, Some(TcpState::Listen));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"live").unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("received well"), "{reply}");
+    let f = proc.finish();
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let evs = f.events();
+    let server = listen.pid;
+    assert_eq!(calls_of(&evs, server, "listen").len(), 1, "shown once");
+    let accepts: Vec<_> = calls_of(&evs, server, "accept4")
+        .into_iter()
+        .filter(|(_, sc)| sc.ret >= 0)
+        .collect();
+    assert_eq!(accepts.len(), 1);
+    assert_eq!(accepts[0].1.tcp_state, Some(TcpState::Established));
+    // The kernel's states of that connection are on the live timeline too, as the server's
+    // (from the tracepoint: sock_diag snapshots, without root, may miss so short a state).
+    if is_root() {
+        let client_end = s.local_addr().unwrap().to_string();
+        let established = evs.iter().any(|e| {
+            e.pid == server
+                && matches!(&e.body, Body::State(st)
+                    if st.to == TcpState::Established && st.remote.as_deref() == Some(client_end.as_str()))
+        });
+        assert!(established, "the server side's ESTABLISHED, placed live");
+    } else {
+        util::skip("the kernel's ESTABLISHED of a live run is checked as root (tracepoint)");
+    }
+    // In time order.
+    assert!(evs.windows(2).all(|w| w[0].t <= w[1].t));
+}

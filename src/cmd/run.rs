@@ -1,6 +1,7 @@
 //! `socklab run -- PROGRAM`: any program's socket calls on the lab's timeline.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 
 use clap::Args;
 
@@ -32,6 +33,11 @@ pub struct RunArgs {
     /// and why, until Enter (q: run to the end). The program waits at the call meanwhile.
     #[arg(long)]
     step: bool,
+    /// Show each event as it happens (a server that runs until Ctrl-C), about a quarter of a
+    /// second late so the kernel's events fall in place; the finished timeline's extra notes
+    /// and lanes are not added. With --json, JSON lines as they happen.
+    #[arg(long, conflicts_with = "diagram")]
+    live: bool,
     /// The program and its arguments, after `--` (found on PATH as a shell would).
     #[arg(
         required_unless_present = "pid",
@@ -49,12 +55,41 @@ pub fn run(a: RunArgs, global: &Global) -> Result<i32, Error> {
         netns::enter_private_net()?;
     }
     ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
+    let live = a.live && !global.quiet;
+    let mut header = Vec::new();
+    if a.private_net {
+        header.push(notes::text("observe.private_net", &[]));
+    }
+    let title_of = |program: String| notes::text("run.title", &[("program", program)]);
+    if live && !global.json {
+        let program = match (a.pid, a.program.first()) {
+            (Some(pid), _) => format!("pid {pid}"),
+            (None, Some(p)) => p.to_string_lossy().into_owned(),
+            (None, None) => String::new(),
+        };
+        let shown = shown(
+            title_of(program),
+            header.clone(),
+            &[],
+            &[],
+            Vec::new(),
+            None,
+        );
+        crate::render::write_or_exit(
+            &mut std::io::stdout().lock(),
+            present::head(&shown).as_bytes(),
+            true,
+        );
+    } else if !live && !global.quiet && std::io::stderr().is_terminal() && a.pid.is_none() {
+        eprintln!("{}", notes::text("run.at_end", &[]));
+    }
     let cfg = RunConfig {
         argv: a.program.clone(),
         pid: a.pid,
         probe: !global.no_probe,
         observe: a.show.observe(),
         step: a.step,
+        live: live.then_some(global.json),
     };
     let traced = session::run(&cfg)?;
     let program = match (a.pid, a.program.first()) {
@@ -82,24 +117,56 @@ pub fn run(a: RunArgs, global: &Global) -> Result<i32, Error> {
             ],
         ),
     };
-    let mut header = Vec::new();
-    if a.private_net {
-        header.push(notes::text("observe.private_net", &[]));
-    }
-    let shown = Shown {
-        title: notes::text("run.title", &[("program", program)]),
+    let labels = traced
+        .processes
+        .iter()
+        .map(|(pid, p)| (*pid, p.label()))
+        .collect();
+    let shown = shown(
+        title_of(program),
         header,
-        events: &traced.events,
-        server_addr: None,
-        notices: &traced.notices,
-        footer: vec![ending],
-        legend: Some("run.legend"),
-        labels: traced
-            .processes
-            .iter()
-            .map(|(pid, p)| (*pid, p.label()))
-            .collect(),
-    };
-    present::present(&shown, &a.show.view(global.json, a.private_net))?;
+        &traced.events,
+        &traced.notices,
+        vec![ending],
+        Some(labels),
+    );
+    let view = a.show.view(global.json, a.private_net);
+    if live {
+        // The events are out already: the rest of what was asked.
+        for line in shown.notices {
+            eprintln!("socklab: {line}");
+        }
+        present::write_pictures(&shown, &view)?;
+        if !global.json {
+            crate::render::write_or_exit(
+                &mut std::io::stdout().lock(),
+                present::footer(&shown).as_bytes(),
+                true,
+            );
+        }
+    } else {
+        present::present(&shown, &view)?;
+    }
     Ok(code)
+}
+
+/// What `socklab run` shows, around `events`.
+fn shown<'a>(
+    title: String,
+    header: Vec<String>,
+    events: &'a [crate::event::Event],
+    notices: &'a [String],
+    footer: Vec<String>,
+    labels: Option<std::collections::BTreeMap<u32, String>>,
+) -> Shown<'a> {
+    Shown {
+        title,
+        header,
+        events,
+        server_addr: None,
+        notices,
+        footer,
+        legend: Some("run.legend"),
+        labels: labels.unwrap_or_default(),
+    }
 }

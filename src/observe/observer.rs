@@ -41,6 +41,12 @@ pub trait Observer: Send {
     /// Stops it and returns what it saw. `earlier` holds what the observers before it in the
     /// session returned: one that only adds what they missed reads it, the others ignore it.
     fn finish(self: Box<Self>, earlier: &[Event]) -> Result<Vec<Event>, ObserveError>;
+
+    /// What it saw since the last drain, while it goes on (a live view); [`Observer::finish`]
+    /// does not return those again. One that sees only at the end returns nothing.
+    fn drain(&mut self) -> Vec<Event> {
+        Vec::new()
+    }
 }
 
 /// A way to start one observer.

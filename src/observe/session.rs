@@ -128,6 +128,18 @@ impl Observers {
         self.runs(sources::CAPTURE)
     }
 
+    /// What the observers saw since the last drain (a live view), in time order; not
+    /// returned again by [`Observers::finish`].
+    pub fn drain(&mut self) -> Vec<Event> {
+        let mut events: Vec<Event> = self
+            .running
+            .iter_mut()
+            .flat_map(|r| r.observer.drain())
+            .collect();
+        events.sort_by_key(|e| e.t);
+        events
+    }
+
     /// Stops everything and returns the notes of what did not start, then what each observer
     /// saw in order (a note instead for one that failed).
     pub fn finish(self) -> Vec<Event> {

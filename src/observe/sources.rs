@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -58,6 +58,11 @@ impl Observer for TraceSession {
     fn finish(self: Box<Self>, _earlier: &[Event]) -> Result<Vec<Event>, ObserveError> {
         self.stop()
     }
+
+    fn drain(&mut self) -> Vec<Event> {
+        // A failed read shows again, and is said, at finish.
+        TraceSession::drain(self).unwrap_or_default()
+    }
 }
 
 /// sock_diag snapshots diffed every [`FALLBACK_INTERVAL`] on a thread ([`DiagPoller`]): the
@@ -87,16 +92,23 @@ impl Source for Polling {
 /// A running poller thread: its stop flag and what it saw. Dropping it stops the thread.
 struct Poller {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<Event>>>,
+    /// The changes seen and not yet taken.
+    seen: Arc<Mutex<Vec<Event>>>,
+    handle: Option<JoinHandle<()>>,
 }
 
 impl Poller {
     fn join(&mut self) -> Vec<Event> {
         self.stop.store(true, Ordering::Release);
-        self.handle
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default()
+        if let Some(h) = self.handle.take() {
+            // A thread that panicked saw nothing more worth keeping.
+            let _ = h.join();
+        }
+        self.take()
+    }
+
+    fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -106,8 +118,11 @@ impl Observer for Poller {
     }
 
     fn finish(mut self: Box<Self>, _earlier: &[Event]) -> Result<Vec<Event>, ObserveError> {
-        // A thread that panicked saw nothing worth keeping.
         Ok(self.join())
+    }
+
+    fn drain(&mut self) -> Vec<Event> {
+        self.take()
     }
 }
 
@@ -123,6 +138,8 @@ fn start_poller(ports: &[u16], netns: Option<PathBuf>) -> Result<Poller, String>
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let ports = ports.to_vec();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let thread_seen = Arc::clone(&seen);
     let (started_tx, started) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
     let handle = std::thread::Builder::new()
         .name("socklab-diag".into())
@@ -140,28 +157,35 @@ fn start_poller(ports: &[u16], netns: Option<PathBuf>) -> Result<Poller, String>
                 }
                 Err(e) => {
                     let _ = started_tx.send(Err(e));
-                    return Vec::new();
+                    return;
                 }
             };
-            let mut events = Vec::new();
+            let keep = |evs: Vec<Event>| {
+                if !evs.is_empty() {
+                    thread_seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .extend(evs);
+                }
+            };
             // Bounded: it runs only while the exchange does, and at most 10 minutes.
             let deadline = std::time::Instant::now() + Duration::from_secs(600);
             while !flag.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
                 if let Ok(evs) = poller.poll() {
-                    events.extend(evs);
+                    keep(evs);
                 }
                 std::thread::sleep(FALLBACK_INTERVAL);
             }
             if let Ok(evs) = poller.poll() {
-                events.extend(evs);
+                keep(evs);
             }
-            events
         })
         .map_err(|e| e.to_string())?;
     // Bounded: the first look is one netlink dump.
     match started.recv_timeout(Duration::from_secs(10)) {
         Ok(Ok(())) => Ok(Poller {
             stop,
+            seen,
             handle: Some(handle),
         }),
         Ok(Err(e)) => {
@@ -211,6 +235,10 @@ impl Observer for Capture {
 
     fn finish(self: Box<Self>, _earlier: &[Event]) -> Result<Vec<Event>, ObserveError> {
         self.stop()
+    }
+
+    fn drain(&mut self) -> Vec<Event> {
+        Capture::drain(self)
     }
 }
 

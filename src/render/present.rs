@@ -54,6 +54,38 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
     for line in shown.notices {
         eprintln!("socklab: {line}");
     }
+    write_pictures(shown, view)?;
+    print(shown, view);
+    Ok(())
+}
+
+/// The lines printed before the timeline: the title, the header and the legend.
+pub fn head(shown: &Shown<'_>) -> String {
+    let mut text = format!("{}\n", shown.title);
+    for line in &shown.header {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(&notes::text(shown.legend.unwrap_or("demo.legend"), &[]));
+    text.push_str("\n\n");
+    text
+}
+
+/// The lines printed after the timeline.
+pub fn footer(shown: &Shown<'_>) -> String {
+    let mut text = String::new();
+    for line in &shown.footer {
+        text.push('\n');
+        text.push_str(line);
+    }
+    if !shown.footer.is_empty() {
+        text.push('\n');
+    }
+    text
+}
+
+/// Writes the picture files `view` asks for (SVG, HTML).
+pub fn write_pictures(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
     if view.svg.is_some() || view.html.is_some() {
         let opts = SvgOptions {
             server_addr: shown.server_addr.clone(),
@@ -67,6 +99,10 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
             write_file(path, &html::html(shown.events, &opts))?;
         }
     }
+    Ok(())
+}
+
+fn print(shown: &Shown<'_>, view: &View) {
     let mut text = String::new();
     let mut out = std::io::stdout().lock();
     if view.json {
@@ -80,13 +116,13 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
             }
         }
     } else {
-        text.push_str(&shown.title);
-        text.push('\n');
-        for line in &shown.header {
-            text.push_str(line);
-            text.push('\n');
-        }
         if view.diagram {
+            text.push_str(&shown.title);
+            text.push('\n');
+            for line in &shown.header {
+                text.push_str(line);
+                text.push('\n');
+            }
             let opts = DiagramOptions {
                 server_addr: shown.server_addr.clone(),
                 color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
@@ -95,8 +131,7 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
             text.push('\n');
             text.push_str(&diagram::diagram(shown.events, &opts));
         } else {
-            text.push_str(&notes::text(shown.legend.unwrap_or("demo.legend"), &[]));
-            text.push_str("\n\n");
+            text.push_str(&head(shown));
             let t0 = shown.events.first().map_or(0, |e| e.t);
             let width = shown.labels.values().map(|l| l.len()).max().unwrap_or(0);
             for ev in shown.events {
@@ -114,16 +149,9 @@ pub fn present(shown: &Shown<'_>, view: &View) -> Result<(), Error> {
                 }
             }
         }
-        for line in &shown.footer {
-            text.push('\n');
-            text.push_str(line);
-        }
-        if !shown.footer.is_empty() {
-            text.push('\n');
-        }
+        text.push_str(&footer(shown));
     }
     write_or_exit(&mut out, text.as_bytes(), true);
-    Ok(())
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), Error> {

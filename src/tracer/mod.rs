@@ -13,6 +13,7 @@
 pub mod args;
 pub mod decode;
 pub mod fds;
+mod live;
 pub mod seccomp;
 pub mod session;
 

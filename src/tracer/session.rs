@@ -14,11 +14,14 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
 
 use nix::sys::socket::{self as nsock, SockType, SockaddrLike, SockaddrStorage, sockopt};
 
 use super::args;
 use super::fds::{FdCache, FdKind};
+use super::live::{LiveEvent, LiveView};
 use super::{Call, Exit, Seen, Stopped};
 use crate::course::notes;
 use crate::error::Error;
@@ -47,6 +50,8 @@ pub struct RunConfig {
     pub observe: ObserveOptions,
     /// Pause before each socket call of the program until Enter (q: run to the end).
     pub step: bool,
+    /// Show the events on stdout as they happen, in this format (JSON lines when true).
+    pub live: Option<bool>,
 }
 
 /// One process of the traced program.
@@ -113,14 +118,37 @@ pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
     let observers = Observers::start_tiers(&Scope::default(), tiers(&cfg.observe, &place));
     let mut book = Book::new(cfg.probe);
     book.stepping = cfg.step;
+    // Live, a thread takes the observers and shows the events as they come.
+    let mut said = Vec::new();
+    let (observers, view) = match cfg.live {
+        Some(json) => {
+            for n in observers.notices() {
+                if let Body::Note(n) = &n.body {
+                    eprintln!("socklab: {}", n.text);
+                    said.push(n.text.clone());
+                }
+            }
+            let (view, tx) = LiveView::start(observers, Arc::clone(&book.owners), json)
+                .map_err(|e| Error::Other(format!("cannot start the live view: {e}")))?;
+            book.live = Some(tx);
+            (None, Some(view))
+        }
+        None => (Some(observers), None),
+    };
     let mut seen = |stopped: &Stopped<'_>, seen: Seen| book.seen(stopped, seen);
     let res = match cfg.pid {
         Some(pid) => super::attach(pid, &traced_numbers(), &mut seen),
         None => super::run(&cfg.argv, &traced_numbers(), &mut seen).map(Some),
     };
-    let observed = observers.finish();
+    book.live = None;
+    let observed = match (observers, view) {
+        (Some(observers), _) => observers.finish(),
+        (None, Some(view)) => view.finish(),
+        (None, None) => Vec::new(),
+    };
     let exit = res?;
     let mut traced = book.finish(observed, exit);
+    traced.notices.retain(|n| !said.contains(n));
     if let Some(path) = &cfg.observe.pcap
         && path.exists()
     {
@@ -148,17 +176,87 @@ struct Proc {
     own_role: bool,
 }
 
+/// Which process the kernel's events belong to, from what the calls showed: shared with the
+/// live view, which places the kernel's events as they come.
+#[derive(Debug, Default)]
+pub(super) struct Owners {
+    /// Local TCP/UDP ports of the program's sockets, and the process that had each.
+    ports: HashMap<u16, u32>,
+    /// The remote addresses the program's sockets connected to: when each process started
+    /// its call, in order (two processes may connect to the same server one after the other).
+    peers: HashMap<SocketAddr, Vec<(u64, u32)>>,
+}
+
+impl Owners {
+    fn learn(&mut self, pid: u32, t: u64, info: &FdInfo) {
+        if let Some(a) = info.local
+            && a.port() != 0
+        {
+            self.ports.insert(a.port(), pid);
+        }
+        if let Some(r) = info.remote {
+            self.connecting(r, t, pid, false);
+        }
+    }
+
+    /// `pid` began connecting to `target` at `t` (`again`: a new attempt counts even when
+    /// this process was seen there before).
+    fn connecting(&mut self, target: SocketAddr, t: u64, pid: u32, again: bool) {
+        let seen = self.peers.entry(target).or_default();
+        if again || !seen.iter().any(|&(_, p)| p == pid) {
+            seen.push((t, pid));
+        }
+    }
+
+    /// The process a kernel state change at `t` belongs to: the one whose socket has its local
+    /// port, else (a connect's first state, before the port shows) the last one that began
+    /// connecting to its remote address before `t`.
+    pub(super) fn owner(&self, t: u64, local: Option<&str>, remote: Option<&str>) -> Option<u32> {
+        let by_port = local
+            .and_then(timeline::port_of)
+            .and_then(|p| self.ports.get(&p).copied());
+        by_port.or_else(|| {
+            let remote: SocketAddr = remote?.parse().ok()?;
+            let seen = self.peers.get(&remote)?;
+            seen.iter()
+                .rev()
+                .find(|&&(start, _)| start <= t)
+                .or(seen.first())
+                .map(|&(_, pid)| pid)
+        })
+    }
+
+    /// True when a packet between `src` and `dst` has a port of the program's at one end.
+    pub(super) fn owns_packet(&self, src: &str, dst: &str) -> bool {
+        [src, dst]
+            .map(|a| timeline::port_of(a).unwrap_or(0))
+            .iter()
+            .any(|p| self.ports.contains_key(p))
+    }
+
+    /// The event `ev` as the program's (its pid set), or None when it is not about the
+    /// program's sockets: a state change goes to its owner, a packet stays on the wire.
+    pub(super) fn place(&self, mut ev: Event) -> Option<Event> {
+        match &ev.body {
+            Body::State(st) => {
+                ev.pid = self.owner(ev.t, st.local.as_deref(), st.remote.as_deref())?;
+                Some(ev)
+            }
+            Body::Packet(p) => self.owns_packet(&p.src, &p.dst).then_some(ev),
+            _ => None,
+        }
+    }
+}
+
 /// Turns what the tracer reports into events.
 struct Book {
     probe: bool,
     kinds: FdCache,
     procs: HashMap<u32, Proc>,
     events: Vec<Event>,
-    /// Local TCP/UDP ports of the program's sockets, and the process that had each.
-    ports: HashMap<u16, u32>,
-    /// The remote addresses the program's sockets connected to: when each process started
-    /// its call, in order (two processes may connect to the same server one after the other).
-    peers: HashMap<SocketAddr, Vec<(u64, u32)>>,
+    owners: Arc<Mutex<Owners>>,
+    /// The live view's end of its channel, when the events are shown as they come.
+    live: Option<Sender<LiveEvent>>,
     /// Step mode: pause before each socket call (until q, end of input or Ctrl-C).
     stepping: bool,
     /// The answers at the pauses.
@@ -172,8 +270,8 @@ impl Book {
             kinds: FdCache::default(),
             procs: HashMap::new(),
             events: Vec::new(),
-            ports: HashMap::new(),
-            peers: HashMap::new(),
+            owners: Arc::default(),
+            live: None,
             stepping: false,
             answers: LineReader::default(),
         }
@@ -195,8 +293,25 @@ impl Book {
         })
     }
 
+    /// Keeps `ev` for the timeline, and shows it now in a live view.
+    fn push(&mut self, ev: Event) {
+        if let Some(tx) = &self.live {
+            let label = self
+                .procs
+                .get(&ev.pid)
+                .map(|p| p.info.label())
+                .unwrap_or_default();
+            // A live view that ended (its output closed) leaves the rest to the timeline.
+            let _ = tx.send(LiveEvent {
+                event: ev.clone(),
+                label,
+            });
+        }
+        self.events.push(ev);
+    }
+
     fn action(&mut self, pid: u32, tid: u32, key: &str, args: &[(&str, String)]) {
-        self.events.push(Event {
+        self.push(Event {
             t: crate::event::record::now_ns(),
             pid,
             tid,
@@ -365,10 +480,7 @@ impl Book {
             && let Ok(target) = super::decode::sockaddr(&bytes).parse::<SocketAddr>()
         {
             // Even a refused connect's SYN_SENT belongs to this process.
-            self.peers
-                .entry(target)
-                .or_default()
-                .push((c.start_ns, pid));
+            self.owners().connecting(target, c.start_ns, pid, true);
         }
         if spec.name == "epoll_ctl" && ok {
             self.proc_mut(pid).epolls.insert(c.args[0] as i32);
@@ -428,7 +540,7 @@ impl Book {
         let notes = notes::narrate_syscall(&sc, before.as_ref(), after.as_ref());
         let role = proc.info.role;
         let t = c.end_ns;
-        self.events.push(Event {
+        self.push(Event {
             t,
             pid,
             tid,
@@ -437,7 +549,7 @@ impl Book {
             body: Body::Syscall(sc),
         });
         for n in notes {
-            self.events.push(Event {
+            self.push(Event {
                 t,
                 pid,
                 tid,
@@ -562,64 +674,22 @@ impl Book {
     }
 
     fn learn_port(&mut self, pid: u32, t: u64, info: &FdInfo) {
-        if let Some(a) = info.local
-            && a.port() != 0
-        {
-            self.ports.insert(a.port(), pid);
-        }
-        if let Some(r) = info.remote {
-            let seen = self.peers.entry(r).or_default();
-            if !seen.iter().any(|&(_, p)| p == pid) {
-                seen.push((t, pid));
-            }
-        }
+        self.owners().learn(pid, t, info);
     }
 
-    /// The process a kernel state change at `t` belongs to: the one whose socket has its local
-    /// port, else (a connect's first state, before the port shows) the last one that began
-    /// connecting to its remote address before `t`.
-    fn owner(&self, t: u64, local: Option<&str>, remote: Option<&str>) -> Option<u32> {
-        let by_port = local
-            .and_then(timeline::port_of)
-            .and_then(|p| self.ports.get(&p).copied());
-        by_port.or_else(|| {
-            let remote: SocketAddr = remote?.parse().ok()?;
-            let seen = self.peers.get(&remote)?;
-            seen.iter()
-                .rev()
-                .find(|&&(start, _)| start <= t)
-                .or(seen.first())
-                .map(|&(_, pid)| pid)
-        })
+    fn owners(&self) -> std::sync::MutexGuard<'_, Owners> {
+        self.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The merged timeline: the calls, and what the observers saw of the program's sockets.
     fn finish(mut self, observed: Vec<Event>, exit: Option<Exit>) -> Traced {
         self.drop_unrelated_processes();
         let mut notices = Vec::new();
-        for mut ev in observed {
-            let keep = match &ev.body {
-                Body::State(st) => {
-                    match self.owner(ev.t, st.local.as_deref(), st.remote.as_deref()) {
-                        Some(owner) => {
-                            ev.pid = owner;
-                            true
-                        }
-                        None => false,
-                    }
-                }
-                Body::Packet(p) => {
-                    let ports =
-                        [p.src.as_str(), p.dst.as_str()].map(|a| timeline::port_of(a).unwrap_or(0));
-                    ports.iter().any(|p| self.ports.contains_key(p))
-                }
-                Body::Note(n) => {
-                    notices.push(n.text.clone());
-                    false
-                }
-                Body::Syscall(_) => false,
-            };
-            if keep {
+        let owners = std::mem::take(&mut *self.owners());
+        for ev in observed {
+            if let Body::Note(n) = &ev.body {
+                notices.push(n.text.clone());
+            } else if let Some(ev) = owners.place(ev) {
                 self.events.push(ev);
             }
         }
@@ -637,7 +707,7 @@ impl Book {
         }
         let listener = self.procs.values().find_map(|p| {
             (p.info.role == Some(Role::Server))
-                .then(|| self.ports.iter().find(|(_, pid)| **pid == p.info.pid))
+                .then(|| owners.ports.iter().find(|(_, pid)| **pid == p.info.pid))
                 .flatten()
                 .map(|(port, _)| *port)
         });
@@ -652,7 +722,7 @@ impl Book {
             .into_iter()
             .map(|(pid, p)| (pid, p.info))
             .collect();
-        let mut ports: Vec<u16> = self.ports.keys().copied().collect();
+        let mut ports: Vec<u16> = owners.ports.keys().copied().collect();
         ports.sort_unstable();
         Traced {
             events: self.events,
@@ -666,7 +736,7 @@ impl Book {
 
 /// A process's own life (started, exec, exited) or its calls about processes (clone, wait4,
 /// kill), as opposed to its socket calls.
-fn is_process_event(ev: &Event) -> bool {
+pub(super) fn is_process_event(ev: &Event) -> bool {
     match &ev.body {
         Body::Note(n) => n.key.starts_with("proc."),
         Body::Syscall(sc) => matches!(

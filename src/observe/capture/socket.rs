@@ -4,8 +4,8 @@ use std::fs::File;
 use std::io::{BufWriter, IoSliceMut, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,9 @@ impl Interface {
 /// A running capture on one interface; a reader thread collects the packets.
 pub struct Capture {
     stop: Arc<AtomicBool>,
-    reader: Option<JoinHandle<Result<Vec<Event>, ObserveError>>>,
+    /// The packets read and not yet taken by [`Capture::drain`].
+    seen: Arc<Mutex<Vec<Event>>>,
+    reader: Option<JoinHandle<Result<(), ObserveError>>>,
 }
 
 impl Capture {
@@ -121,6 +123,7 @@ impl Capture {
         };
 
         let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let reader = Reader {
             fd,
             keep_outgoing: !loopback,
@@ -129,6 +132,8 @@ impl Capture {
             offset_ns: realtime_offset_ns(),
             seqs: SeqTracker::new(),
             events: Vec::new(),
+            seen: Arc::clone(&seen),
+            kept: 0,
             buf: vec![0; SNAPLEN as usize],
             cmsg: nix::cmsg_space!(TimeSpec),
         };
@@ -138,6 +143,7 @@ impl Capture {
             .map_err(|e| ObserveError::Failed(format!("capture thread: {e}")))?;
         Ok(Capture {
             stop,
+            seen,
             reader: Some(handle),
         })
     }
@@ -146,18 +152,24 @@ impl Capture {
     /// and returns the packet events sorted by time: `t` is the kernel's receive timestamp on
     /// CLOCK_MONOTONIC, pid 0, no role, lane [`Lane::Wire`].
     pub fn stop(mut self) -> Result<Vec<Event>, ObserveError> {
-        let mut events = self.finish()?;
-        events.sort_by_key(|e| e.t);
-        Ok(events)
+        self.finish()?;
+        Ok(self.drain())
     }
 
-    fn finish(&mut self) -> Result<Vec<Event>, ObserveError> {
+    /// The packets read since the last drain, sorted by time, while the capture goes on.
+    pub fn drain(&self) -> Vec<Event> {
+        let mut events = std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()));
+        events.sort_by_key(|e| e.t);
+        events
+    }
+
+    fn finish(&mut self) -> Result<(), ObserveError> {
         self.stop.store(true, Ordering::Release);
         match self.reader.take() {
             Some(h) => h
                 .join()
                 .map_err(|_| ObserveError::Failed("capture thread panicked".into()))?,
-            None => Ok(Vec::new()),
+            None => Ok(()),
         }
     }
 }
@@ -202,13 +214,17 @@ struct Reader {
     pcap: Option<PcapWriter<BufWriter<File>>>,
     offset_ns: i128,
     seqs: SeqTracker,
+    /// This batch's packets, handed to `seen` after each read.
     events: Vec<Event>,
+    seen: Arc<Mutex<Vec<Event>>>,
+    /// Packets kept so far (at most MAX_EVENTS).
+    kept: usize,
     buf: Vec<u8>,
     cmsg: Vec<u8>,
 }
 
 impl Reader {
-    fn run(mut self) -> Result<Vec<Event>, ObserveError> {
+    fn run(mut self) -> Result<(), ObserveError> {
         let mut stopping_since: Option<Instant> = None;
         loop {
             if stopping_since.is_none() && self.stop.load(Ordering::Acquire) {
@@ -222,6 +238,10 @@ impl Reader {
             };
             if ready {
                 self.read_batch()?;
+                if !self.events.is_empty() {
+                    let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+                    seen.append(&mut self.events);
+                }
             }
             // Once stopped, go on until a poll interval passes quietly (packets of the
             // last exchange may still be in the loopback queue), within GRACE.
@@ -236,7 +256,7 @@ impl Reader {
                 .flush()
                 .map_err(|e| ObserveError::Failed(format!("pcap: {e}")))?;
         }
-        Ok(self.events)
+        Ok(())
     }
 
     /// Reads what is queued, up to BATCH packets.
@@ -261,9 +281,10 @@ impl Reader {
                 w.write_packet(&PcapPacket::new(ts, len32(len), data))
                     .map_err(pcap_error)?;
             }
-            if self.events.len() < MAX_EVENTS
+            if self.kept < MAX_EVENTS
                 && let Some(p) = decode(data, &mut self.seqs)
             {
+                self.kept += 1;
                 self.events.push(Event {
                     t: u64::try_from(real_ns - self.offset_ns).unwrap_or(0),
                     pid: 0,
