@@ -224,27 +224,11 @@ fn attached_to_a_running_server_then_detached() {
     let spid = server.pid();
     let mut cmd = Command::new(socklab_exe());
     cmd.args(["--json", "run", "--pid", &spid.to_string()]);
-    let tracer = Proc::spawn(cmd);
+    let mut tracer = Proc::spawn(cmd);
     let tracer_pid = tracer.pid();
-    // Attached once the kernel says the server has a tracer.
-    let traced_by = |pid: u32| {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("TracerPid:"))
-                    .and_then(|v| v.trim().parse::<u32>().ok())
-            })
-            .unwrap_or(0)
-    };
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while traced_by(spid) != tracer_pid {
-        assert!(std::time::Instant::now() < deadline, "not attached");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    // TracerPid shows at PTRACE_SEIZE; the interrupt that starts the syscall stops follows.
-    // A connect in between would be accepted before the tracer stops at accept4.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // socklab says when every thread has stopped under it once: from then each call is seen.
+    tracer.wait_stderr("attached to process");
+    assert_eq!(traced_by(spid), tracer_pid);
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(b"ping").unwrap();
     let mut reply = String::new();
@@ -274,6 +258,18 @@ fn attached_to_a_running_server_then_detached() {
         .expect("the server's read of ping");
     assert_eq!(read.1.fd, Some(accept_fd(&evs, spid)));
     drop(server);
+}
+
+/// The tracer of `pid` (`TracerPid:` in its status), 0 for none.
+fn traced_by(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("TracerPid:"))
+                .and_then(|v| v.trim().parse::<u32>().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn accept_fd(evs: &[Event], pid: u32) -> i32 {

@@ -122,7 +122,10 @@ fn a_thousand_children_are_followed_and_reaped() {
             Seen::Spawned { .. } => spawned += 1,
             Seen::Exec { .. } => execs += 1,
             Seen::Exited { .. } => exited += 1,
-            Seen::Call(_) | Seen::Foreign { .. } | Seen::Entering { .. } => {}
+            Seen::Call(_)
+            | Seen::Foreign { .. }
+            | Seen::Entering { .. }
+            | Seen::Attached { .. } => {}
         },
     )
     .unwrap();

@@ -127,6 +127,14 @@ pub enum Seen {
         /// The six argument registers.
         args: [u64; 6],
     },
+    /// Attached (`--pid`): every thread of the process has stopped once under the tracer,
+    /// and each of its calls from now on is seen.
+    Attached {
+        /// The process.
+        pid: i32,
+        /// Its threads traced.
+        threads: usize,
+    },
     /// A thread or process ended.
     Exited {
         /// The process.
@@ -198,6 +206,8 @@ struct Task {
     pending: Option<Pending>,
     /// Reported by its parent's fork event, its first SIGSTOP (the attach stop) not yet seen.
     attaching: bool,
+    /// Seized by `--pid`, its first stop not yet seen.
+    seized: bool,
 }
 
 /// The traced program and everything it started.
@@ -211,6 +221,8 @@ struct Tracees {
     /// Attached to a running process (`--pid`): no seccomp filter, so every call stops and
     /// this says which to report; on the way out the tasks are detached, not killed.
     attached: Option<HashSet<u64>>,
+    /// Seized tasks whose first stop has not come yet ([`Seen::Attached`] at none).
+    unsettled: usize,
 }
 
 impl Tracees {
@@ -349,6 +361,7 @@ pub fn run(
         )]),
         pidfds: HashMap::new(),
         attached: None,
+        unsettled: 0,
     };
 
     // The child's own SIGSTOP, before its filter and exec.
@@ -426,6 +439,7 @@ pub fn attach(
         tasks: HashMap::new(),
         pidfds: HashMap::new(),
         attached: Some(nrs.iter().map(|&n| u64::from(n)).collect()),
+        unsettled: 0,
     };
     let opts = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACECLONE
@@ -439,9 +453,11 @@ pub fn attach(
                     tid,
                     Task {
                         pid,
+                        seized: true,
                         ..Task::default()
                     },
                 );
+                t.unsettled += 1;
                 let _ = ptrace::interrupt(Pid::from_raw(tid));
             }
             // A thread that ended meanwhile.
@@ -586,6 +602,7 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
                 ..Task::default()
             });
         }
+        settled(t, tid, seen);
         resume(t, pid, None);
         return;
     }
@@ -829,6 +846,7 @@ fn ended(
     seen: &mut impl FnMut(&Stopped<'_>, Seen),
 ) -> Option<Exit> {
     let tid = pid.as_raw();
+    settled(t, tid, seen);
     let task = t.tasks.remove(&tid)?;
     if task.pid == tid {
         t.pidfds.remove(&tid);
@@ -843,6 +861,32 @@ fn ended(
         },
     );
     (pid == t.main).then_some(how)
+}
+
+/// A seized task stopped (or ended) for the first time: once every one has, the attach is
+/// complete.
+fn settled(t: &mut Tracees, tid: i32, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
+    let first = t
+        .tasks
+        .get_mut(&tid)
+        .is_some_and(|k| std::mem::take(&mut k.seized));
+    if first {
+        t.unsettled = t.unsettled.saturating_sub(1);
+        if t.unsettled == 0 {
+            let stopped = Stopped {
+                pid: t.main,
+                pidfd: None,
+            };
+            let threads = t.tasks.len();
+            seen(
+                &stopped,
+                Seen::Attached {
+                    pid: t.main.as_raw(),
+                    threads,
+                },
+            );
+        }
+    }
 }
 
 /// The thread group of task `tid` (`Tgid:` in `/proc/TID/status`).

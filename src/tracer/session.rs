@@ -382,6 +382,16 @@ impl Book {
                     );
                 }
             }
+            Seen::Attached { pid, threads } => {
+                // On stderr, beside the program's output: from here every call is seen.
+                eprintln!(
+                    "socklab: {}",
+                    notes::text(
+                        "run.attached",
+                        &[("pid", pid.to_string()), ("threads", threads.to_string())]
+                    )
+                );
+            }
             Seen::Exited { pid, tid, how } => {
                 if pid != tid {
                     return;

@@ -99,6 +99,8 @@ pub struct Proc {
     seen: Vec<String>,
     out_reader: Option<JoinHandle<()>>,
     err_reader: Option<JoinHandle<String>>,
+    /// Each stderr line as it comes (all of stderr is also kept for [`Finished::stderr`]).
+    err_lines: Receiver<String>,
     what: String,
 }
 
@@ -124,10 +126,18 @@ impl Proc {
                 }
             }
         });
+        let (err_tx, err_lines) = mpsc::channel();
         let err_reader = thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = err.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
+            let mut all = String::new();
+            let mut lines = BufReader::new(&mut err);
+            let mut line = Vec::new();
+            while matches!(lines.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                let _ = err_tx.send(text.trim_end_matches('\n').to_string());
+                all.push_str(&text);
+                line.clear();
+            }
+            all
         });
         Proc {
             child,
@@ -136,6 +146,7 @@ impl Proc {
             seen: Vec::new(),
             out_reader: Some(out_reader),
             err_reader: Some(err_reader),
+            err_lines,
             what,
         }
     }
@@ -185,6 +196,23 @@ impl Proc {
             "{}: output ended before the expected line; lines: {:#?}",
             self.what, self.seen
         )
+    }
+
+    /// Waits (at most `TIMEOUT`) for a stderr line containing `text`; panics otherwise.
+    pub fn wait_stderr(&mut self, text: &str) {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err_lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => panic!(
+                    "{}: no stderr line with {text:?}; stderr: {seen:#?}",
+                    self.what
+                ),
+            }
+        }
     }
 
     /// Reads the lab's JSON events until the listener's successful getsockname; returns the
