@@ -692,3 +692,65 @@ fn files_that_cannot_run() {
         assert_nothing_left(socklab, &dir.text());
     }
 }
+
+/// select, pselect6, epoll_pwait2, sendmmsg and recvmmsg on sockets: the ready sets, the
+/// messages and their lengths, as the kernel returned them (the program checks the same
+/// results and exits 0 only when they hold).
+#[test]
+fn select_pselect6_mmsg_and_epoll_pwait2_are_decoded() {
+    let dir = TempDir::new("selmmsg");
+    let Some(exe) = compile(&dir, "run_select_mmsg.c", &[]) else {
+        return;
+    };
+    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(
+        f.status.code(),
+        Some(0),
+        "every call as expected\n{}",
+        f.stderr
+    );
+    let evs = f.events();
+    let pid = pid_of(&evs, "listen");
+    let listener = calls_of(&evs, pid, "listen")[0].1.fd.unwrap();
+    let (_, select) = calls_of(&evs, pid, "select")[0];
+    assert_eq!((select.ret, select.fd), (1, Some(listener)));
+    assert_eq!(util::arg(select, "readfds"), format!("[{listener}]"));
+    assert_eq!(select.tcp_state, Some(TcpState::Listen));
+    let conn = calls_of(&evs, pid, "accept4")
+        .iter()
+        .chain(calls_of(&evs, pid, "accept").iter())
+        .find(|(_, sc)| sc.ret >= 0)
+        .map(|(_, sc)| sc.ret as i32)
+        .expect("the accepted connection");
+    let (_, pselect) = calls_of(&evs, pid, "pselect6")[0];
+    assert_eq!((pselect.ret, pselect.fd), (1, Some(conn)));
+    assert_eq!(util::arg(pselect, "readfds"), format!("[{conn}]"));
+    assert_eq!(pselect.tcp_state, Some(TcpState::Established));
+    let (_, pwait2) = calls_of(&evs, pid, "epoll_pwait2")[0];
+    assert_eq!(pwait2.ret, 1);
+    assert!(util::arg(pwait2, "events").contains(&format!("u64={conn}")));
+    let (_, send) = calls_of(&evs, pid, "sendmmsg")[0];
+    assert_eq!(send.ret, 2);
+    let sent = util::arg(send, "msgvec");
+    assert!(
+        sent.contains(r#"iov_base="one""#) && sent.contains("msg_len=3"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains(r#"iov_base="three""#) && sent.contains("msg_len=5"),
+        "{sent}"
+    );
+    let (_, recv) = calls_of(&evs, pid, "recvmmsg")[0];
+    assert_eq!(recv.ret, 2);
+    let got = util::arg(recv, "msgvec");
+    assert!(
+        got.contains(r#"iov_base="one""#) && got.contains("msg_len=3"),
+        "{got}"
+    );
+    assert!(
+        got.contains(r#"iov_base="three""#) && got.contains("msg_len=5"),
+        "{got}"
+    );
+    assert_nothing_left(socklab, &dir.text());
+}

@@ -113,6 +113,18 @@ pub enum Kind {
         /// The argument that holds their number.
         nfds: u8,
     },
+    /// An `fd_set` of select and pselect6: the descriptors below argument `nfds` in it
+    /// (`[3 5]`); after the call, the ready ones.
+    FdSet {
+        /// The argument that holds the number of descriptors the sets cover.
+        nfds: u8,
+    },
+    /// `struct mmsghdr[]` of recvmmsg and sendmmsg: each message's header and `msg_len`; as
+    /// many as the call returned, at most argument `vlen`.
+    Mmsghdrs {
+        /// The argument that holds the vector's length.
+        vlen: u8,
+    },
     /// A `struct timespec` (`NULL`: no timeout).
     Timespec,
     /// A signal mask, `len` bytes.
@@ -387,6 +399,10 @@ pub static CALLS: &[CallSpec] = &[
     n("writev", c::SYS_writev, &[FD, i("iov", Iov { cnt: 2 }), i("iovcnt", Count)], Strace::No, Sampled),
     n("sendfile", c::SYS_sendfile, &[i("out_fd", Fd), i("in_fd", Fd), io("offset", Ptr), i("count", Count)], Strace::No, Sampled),
     n("splice", c::SYS_splice, &[i("fd_in", Fd), io("off_in", Ptr), i("fd_out", Fd), io("off_out", Ptr), i("len", Count), i("flags", Int)], Strace::No, Sampled),
+    n("select", c::SYS_select, &[i("nfds", Int), io("readfds", FdSet { nfds: 0 }), io("writefds", FdSet { nfds: 0 }), io("exceptfds", FdSet { nfds: 0 }), io("timeout", Ptr)], Strace::No, TcpInfo),
+    n("pselect6", c::SYS_pselect6, &[i("nfds", Int), io("readfds", FdSet { nfds: 0 }), io("writefds", FdSet { nfds: 0 }), io("exceptfds", FdSet { nfds: 0 }), io("timeout", Timespec), i("sigmask", Ptr)], Strace::No, TcpInfo),
+    n("recvmmsg", c::SYS_recvmmsg, &[FD, io("msgvec", Mmsghdrs { vlen: 2 }), i("vlen", Count), i("flags", MsgFlags), io("timeout", Timespec)], Network, Sampled),
+    n("sendmmsg", c::SYS_sendmmsg, &[FD, io("msgvec", Mmsghdrs { vlen: 2 }), i("vlen", Count), i("flags", MsgFlags)], Network, Sampled),
     n("epoll_pwait2", c::SYS_epoll_pwait2, &[i("epfd", Fd), o("events", EpollEvents { max: 2 }), i("maxevents", Count), i("timeout", Timespec), i("sigmask", Sigset { len: 5 }), i("sigsetsize", Len)], Strace::No, Probe::None),
 ];
 
@@ -423,6 +439,8 @@ mod tests {
                     | SockOptName { level: r }
                     | FcntlArg { cmd: r }
                     | PollFds { nfds: r }
+                    | FdSet { nfds: r }
+                    | Mmsghdrs { vlen: r }
                     | Sigset { len: r }
                     | EpollEvents { max: r }
                     | CloneArgs { size: r } => &[r],

@@ -202,6 +202,8 @@ impl Cx<'_> {
             Kind::Path => s(self.path(r)),
             Kind::Argv => s(self.argv(a.name, r)),
             Kind::PollFds { nfds } => s(self.pollfds(r, self.reg(nfds))),
+            Kind::FdSet { nfds } => s(fd_set_text(self.mem, r, self.reg(nfds))),
+            Kind::Mmsghdrs { vlen } => s(self.mmsghdrs(r, self.reg(vlen))),
             Kind::Timespec => s(self.timespec(r)),
             Kind::Sigset { len } => s(self.sigset(r, self.reg(len))),
             Kind::EpollCreateFlags => s(flags(u64::from(r as u32), EPOLL_CREATE_FLAGS)),
@@ -284,6 +286,39 @@ impl Cx<'_> {
         if recv && !self.ok() {
             return String::new();
         }
+        self.msghdr_at(addr, recv, if recv { self.ret as u64 } else { u64::MAX })
+    }
+
+    /// `[{msg_hdr={...}, msg_len=2}, ...]`: the messages the call sent or received (as many
+    /// as it returned), each message's data up to its `msg_len` when received.
+    fn mmsghdrs(&self, addr: u64, vlen: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        if !self.ok() {
+            return String::new();
+        }
+        let recv = self.spec.name == "recvmmsg";
+        let count = (self.ret as u64).min(vlen);
+        let mut msgs = Vec::new();
+        for k in 0..count.min(IOV_SHOWN as u64) {
+            let at = addr.wrapping_add(64 * k);
+            let Some(len) = read_u32(self.mem, at.wrapping_add(56)) else {
+                break;
+            };
+            let left = if recv { u64::from(len) } else { u64::MAX };
+            let hdr = self.msghdr_at(at, recv, left);
+            msgs.push(format!("{{msg_hdr={hdr}, msg_len={len}}}"));
+        }
+        if count > IOV_SHOWN as u64 {
+            msgs.push("...".into());
+        }
+        format!("[{}]", msgs.join(", "))
+    }
+
+    /// One `struct msghdr` at `addr`: `recv`, as the kernel wrote it; its data up to `left`
+    /// bytes.
+    fn msghdr_at(&self, addr: u64, recv: bool, left: u64) -> String {
         let Some(h) = read_exact(self.mem, addr, 56) else {
             return String::new();
         };
@@ -299,8 +334,6 @@ impl Cx<'_> {
         } else {
             self.sockaddr(name, u64::from(namelen))
         };
-        // What the data covers: the call's result for recvmsg, every iovec for sendmsg.
-        let left = if recv { self.ret as u64 } else { u64::MAX };
         let iovs = self.iovecs(iov, iovlen, left);
         let msg_flags = if recv {
             flags(u64::from(msg_flags), MSG_FLAGS)
@@ -630,6 +663,33 @@ fn ptr(p: u64) -> String {
 }
 
 /// Exactly `len` bytes at `addr` (not NULL), at most [`MAX_READ`].
+/// The descriptors in the `fd_set` at `addr` below `nfds`.
+pub fn fd_set(mem: &dyn Memory, addr: u64, nfds: u64) -> Option<Vec<i32>> {
+    if addr == 0 {
+        return None;
+    }
+    let nfds = nfds.min(libc::FD_SETSIZE as u64) as usize;
+    let bytes = read_exact(mem, addr, nfds.div_ceil(64) * 8)?;
+    Some(
+        (0..nfds)
+            .filter(|&fd| bytes[fd / 8] & (1 << (fd % 8)) != 0)
+            .map(|fd| fd as i32)
+            .collect(),
+    )
+}
+
+/// `[3 5]`, as strace spells an `fd_set`; `NULL` for none.
+fn fd_set_text(mem: &dyn Memory, addr: u64, nfds: u64) -> String {
+    match fd_set(mem, addr, nfds) {
+        None if addr == 0 => "NULL".into(),
+        None => String::new(),
+        Some(fds) => {
+            let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
+            format!("[{}]", fds.join(" "))
+        }
+    }
+}
+
 fn read_exact(mem: &dyn Memory, addr: u64, len: usize) -> Option<Vec<u8>> {
     if addr == 0 || len > MAX_READ {
         return None;

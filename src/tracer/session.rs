@@ -257,6 +257,9 @@ struct Book {
     owners: Arc<Mutex<Owners>>,
     /// The live view's end of its channel, when the events are shown as they come.
     live: Option<Sender<LiveEvent>>,
+    /// The descriptors a select or pselect6 waits on, by thread, read at its entry (the
+    /// kernel overwrites the sets with the ready ones).
+    select_in: HashMap<u32, Vec<i32>>,
     /// Step mode: pause before each socket call (until q, end of input or Ctrl-C).
     stepping: bool,
     /// The answers at the pauses.
@@ -272,6 +275,7 @@ impl Book {
             events: Vec::new(),
             owners: Arc::default(),
             live: None,
+            select_in: HashMap::new(),
             stepping: false,
             answers: LineReader::default(),
         }
@@ -325,6 +329,13 @@ impl Book {
         match seen {
             Seen::Call(c) => self.call(stopped, &c),
             Seen::Entering { pid, tid, nr, args } => {
+                if matches!(nr as i64, libc::SYS_select | libc::SYS_pselect6) {
+                    let fds = (1..4)
+                        .filter_map(|k| args::fd_set(stopped, args[k], args[0]))
+                        .flatten()
+                        .collect();
+                    self.select_in.insert(tid as u32, fds);
+                }
                 if self.stepping {
                     self.pause(stopped, pid, tid, nr, &args);
                 }
@@ -608,6 +619,19 @@ impl Book {
                 .epolls
                 .contains(&(c.args[0] as i32))
                 .then_some(fd),
+            "select" | "pselect6" => {
+                // The event names the first ready socket, else the first one waited on.
+                let watched = self.select_in.remove(&(c.tid as u32)).unwrap_or_default();
+                let ready: Vec<i32> = (1..4)
+                    .filter_map(|k| args::fd_set(mem, c.args[k], c.args[0]))
+                    .flatten()
+                    .collect();
+                let first = ready
+                    .into_iter()
+                    .chain(watched)
+                    .find(|&f| is_socket(self, f));
+                first.map(Some)
+            }
             "poll" | "ppoll" => {
                 // A wait on sockets: the event names the first descriptor, as the wrapper's
                 // does (and strace's line), and the lab looks at it only when it is a socket.
