@@ -90,6 +90,7 @@ pub fn run(a: RunArgs, global: &Global) -> Result<i32, Error> {
         observe: a.show.observe(),
         step: a.step,
         live: live.then_some(global.json),
+        live_only: live && !a.show.draws(),
     };
     let traced = session::run(&cfg)?;
     let program = match (a.pid, a.program.first()) {

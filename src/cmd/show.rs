@@ -48,6 +48,11 @@ impl ShowArgs {
         }
     }
 
+    /// True when a picture of the finished run is asked for (SVG, HTML).
+    pub fn draws(&self) -> bool {
+        self.svg.is_some() || self.html.is_some()
+    }
+
     /// How to show the run afterwards.
     pub fn view(&self, json: bool, private_net: bool) -> View {
         View {

@@ -45,10 +45,12 @@ impl LiveView {
         observers: Observers,
         owners: Arc<Mutex<Owners>>,
         json: bool,
+        keep: bool,
     ) -> std::io::Result<(LiveView, Sender<LiveEvent>)> {
         let (tx, rx) = mpsc::channel();
         let printer = Printer {
             json,
+            keep,
             owners,
             calls: Vec::new(),
             kernel: Vec::new(),
@@ -67,7 +69,8 @@ impl LiveView {
     }
 
     /// Waits for the view to show the rest (call after the sender is dropped) and returns
-    /// everything the observers saw, for the finished timeline.
+    /// everything the observers saw, for the finished timeline (their notes only, unless
+    /// started to keep it).
     pub fn finish(self) -> Vec<Event> {
         self.handle.join().unwrap_or_default()
     }
@@ -75,6 +78,8 @@ impl LiveView {
 
 struct Printer {
     json: bool,
+    /// Keep what the observers saw for the finished timeline (else only their notes).
+    keep: bool,
     owners: Arc<Mutex<Owners>>,
     /// The tracer's events not shown yet.
     calls: Vec<LiveEvent>,
@@ -152,7 +157,9 @@ impl Printer {
         {
             let owners = self.owners.lock().unwrap_or_else(|e| e.into_inner());
             for ev in now {
-                self.observed.push(ev.clone());
+                if self.keep {
+                    self.observed.push(ev.clone());
+                }
                 if let Some(mut ev) = owners.place(ev) {
                     if let (Body::State(_), Some(&role)) = (&ev.body, self.roles.get(&ev.pid)) {
                         ev.role = Some(role);

@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub step: bool,
     /// Show the events on stdout as they happen, in this format (JSON lines when true).
     pub live: Option<bool>,
+    /// Live, keep no timeline for the end (nothing is drawn from it): the memory stays flat
+    /// however long the program runs.
+    pub live_only: bool,
 }
 
 /// One process of the traced program.
@@ -128,9 +131,11 @@ pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
                     said.push(n.text.clone());
                 }
             }
-            let (view, tx) = LiveView::start(observers, Arc::clone(&book.owners), json)
-                .map_err(|e| Error::Other(format!("cannot start the live view: {e}")))?;
+            let (view, tx) =
+                LiveView::start(observers, Arc::clone(&book.owners), json, !cfg.live_only)
+                    .map_err(|e| Error::Other(format!("cannot start the live view: {e}")))?;
             book.live = Some(tx);
+            book.keep = !cfg.live_only;
             (None, Some(view))
         }
         None => (Some(observers), None),
@@ -257,6 +262,8 @@ struct Book {
     owners: Arc<Mutex<Owners>>,
     /// The live view's end of its channel, when the events are shown as they come.
     live: Option<Sender<LiveEvent>>,
+    /// Keep the events for the finished timeline (not when only the live view wants them).
+    keep: bool,
     /// The descriptors a select or pselect6 waits on, by thread, read at its entry (the
     /// kernel overwrites the sets with the ready ones).
     select_in: HashMap<u32, Vec<i32>>,
@@ -275,6 +282,7 @@ impl Book {
             events: Vec::new(),
             owners: Arc::default(),
             live: None,
+            keep: true,
             select_in: HashMap::new(),
             stepping: false,
             answers: LineReader::default(),
@@ -306,6 +314,10 @@ impl Book {
                 .map(|p| p.info.label())
                 .unwrap_or_default();
             // A live view that ended (its output closed) leaves the rest to the timeline.
+            if !self.keep {
+                let _ = tx.send(LiveEvent { event: ev, label });
+                return;
+            }
             let _ = tx.send(LiveEvent {
                 event: ev.clone(),
                 label,
