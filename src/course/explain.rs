@@ -137,6 +137,8 @@ use Live::{Related, Shows};
 
 const DEMO: &str = "socklab demo";
 const HANDSHAKE: &str = "socklab scenario handshake";
+/// A traced server whose blocked accept4 Ctrl-C interrupts.
+const RESTART: &str = "socklab run -- socklab --quiet server -p 0";
 const BACKLOG: &str = "socklab scenario backlog";
 const NONBLOCKING: &str = "socklab scenario nonblocking-connect";
 const HALF_CLOSE: &str = "socklab scenario half-close";
@@ -206,6 +208,10 @@ pub const TOPICS: &[Topic] = &[
     t("EINPROGRESS", Errno, Shows(NONBLOCKING)),
     a("EAGAIN", &["ewouldblock"], Errno, Shows("socklab scenario simultaneous-close")),
     t("EINTR", Errno, Shows("socklab server -p 0")),
+    t("ERESTARTSYS", Errno, Shows(RESTART)),
+    t("ERESTARTNOINTR", Errno, Related(RESTART)),
+    t("ERESTARTNOHAND", Errno, Related(RESTART)),
+    t("ERESTART_RESTARTBLOCK", Errno, Related(RESTART)),
     t("ETIMEDOUT", Errno, Shows("socklab client 192.0.2.1 -m hello")),
     t("ENETUNREACH", Errno, Related("socklab client 192.0.2.1 -m hello")),
     t("EHOSTUNREACH", Errno, Related("socklab client 192.0.2.1 -m hello")),

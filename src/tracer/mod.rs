@@ -53,10 +53,10 @@ pub struct Call {
     pub ret: i64,
     /// The errno on failure.
     pub errno: Option<Errno>,
-    /// A signal came while the call was blocked (the kernel's ERESTART* codes): `errno` is
-    /// EINTR, which the program sees unless its handler has SA_RESTART, when the call is
-    /// made again and seen again.
-    pub interrupted: bool,
+    /// A signal came while the call was blocked: the kernel's code, as strace names it
+    /// (`ERESTARTSYS`). `errno` is EINTR, which the program sees unless the call is restarted
+    /// (a handler with SA_RESTART, or a stop signal), when it is made again and seen again.
+    pub restart: Option<&'static str>,
     /// CLOCK_MONOTONIC nanoseconds at the seccomp stop (entry) and at the exit stop.
     pub start_ns: u64,
     /// See `start_ns`.
@@ -758,9 +758,16 @@ fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen
     } else {
         (rval, None)
     };
-    // ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND, ERESTART_RESTARTBLOCK (linux/errno.h).
-    let interrupted = is_error && matches!(-rval, 512..=514 | 516);
-    let errno = if interrupted {
+    // The kernel's restart codes (include/linux/errno.h), never seen by the program.
+    let restart = match -rval {
+        _ if !is_error => None,
+        512 => Some("ERESTARTSYS"),
+        513 => Some("ERESTARTNOINTR"),
+        514 => Some("ERESTARTNOHAND"),
+        516 => Some("ERESTART_RESTARTBLOCK"),
+        _ => None,
+    };
+    let errno = if restart.is_some() {
         Some(Errno::EINTR)
     } else {
         errno
@@ -783,7 +790,7 @@ fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen
             args: p.args,
             ret,
             errno,
-            interrupted,
+            restart,
             start_ns: p.start_ns,
             end_ns,
         }),

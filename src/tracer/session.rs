@@ -562,7 +562,9 @@ impl Book {
             fd,
             args: decoded,
             ret: c.ret,
-            errno: c.errno.map(names::errno),
+            // strace's name for an interrupted call: what the program sees depends on its
+            // handler (EINTR, or the call made again).
+            errno: c.restart.map(String::from).or(c.errno.map(names::errno)),
             dur_ns: c.end_ns.saturating_sub(c.start_ns),
             tcp_state,
             local: addrs.and_then(FdInfo::local_text),

@@ -38,9 +38,11 @@ fn render_call(sc: &Syscall, keep: impl Fn(&str) -> bool) -> String {
     format!("{}({})", sc.name, args.join(", "))
 }
 
-/// ` = 3`, or ` = -1 ECONNREFUSED`.
+/// ` = 3`, ` = -1 ECONNREFUSED`, or ` = ? ERESTARTSYS` (an interrupted call: what the
+/// program gets is not known yet, as strace writes it).
 pub fn result_text(sc: &Syscall) -> String {
     match &sc.errno {
+        Some(e) if e.starts_with("ERESTART") => format!("= ? {e}"),
         Some(e) => format!("= -1 {e}"),
         None => format!("= {}", sc.ret),
     }
