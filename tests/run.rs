@@ -548,3 +548,67 @@ fn live_events_come_while_the_program_runs() {
     // In time order.
     assert!(evs.windows(2).all(|w| w[0].t <= w[1].t));
 }
+
+/// A busy connection's data calls are probed as the wrappers probe theirs: every call at
+/// first, then sampled (one note says so); `--probe-all` probes every one.
+#[test]
+fn a_busy_connections_probes_are_sampled_unless_probe_all() {
+    const ROUNDS: usize = 1000;
+    for probe_all in [false, true] {
+        let port = util::free_port();
+        let mut cmd = Command::new(socklab_exe());
+        cmd.arg("--json");
+        if probe_all {
+            cmd.arg("--probe-all");
+        }
+        cmd.args(["run", "--no-kernel", "--no-packets", "--"])
+            .arg(socklab_exe())
+            .args(["--quiet", "server", "--model", "epoll", "--mode", "echo"])
+            .args(["--count", "1", "-p", &port.to_string()]);
+        let proc = Proc::spawn(cmd);
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let mut s = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("connect: {e}"),
+            }
+        };
+        for _ in 0..ROUNDS {
+            s.write_all(b"x").unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+        }
+        drop(s);
+        let f = proc.finish();
+        assert_no_panic(&f.stderr);
+        assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+        let evs = f.events();
+        let server = pid_of(&evs, "listen");
+        let conn = accept_fd(&evs, server);
+        let mut data: Vec<_> = calls_of(&evs, server, "read")
+            .into_iter()
+            .chain(calls_of(&evs, server, "write"))
+            .filter(|(_, sc)| sc.fd == Some(conn) && sc.ret > 0)
+            .collect();
+        data.sort_by_key(|(e, _)| e.t);
+        let data: Vec<&socklab::event::Syscall> = data.into_iter().map(|(_, sc)| sc).collect();
+        assert_eq!(data.len(), 2 * ROUNDS, "a read and a write per round");
+        // The first data calls are all probed (they come before the sampling starts).
+        assert!(data[..100].iter().all(|sc| sc.tcp_state.is_some()));
+        let probed = data.iter().filter(|sc| sc.tcp_state.is_some()).count();
+        let sampled_notes = evs
+            .iter()
+            .filter(|e| matches!(&e.body, Body::Note(n) if n.key == "probe.sampled"))
+            .count();
+        if probe_all {
+            assert_eq!((probed, sampled_notes), (2 * ROUNDS, 0));
+        } else {
+            // At most one probe a millisecond: of 2,000 calls some come sooner than that.
+            assert!(probed < 2 * ROUNDS, "{probed} of {} probed", 2 * ROUNDS);
+            assert_eq!(sampled_notes, 1);
+        }
+    }
+}

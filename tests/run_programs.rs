@@ -754,3 +754,31 @@ fn select_pselect6_mmsg_and_epoll_pwait2_are_decoded() {
     );
     assert_nothing_left(socklab, &dir.text());
 }
+
+/// The tracer lets a file's reads run without an exit stop (the descriptor is known not to be
+/// a socket): a socket that later gets the same descriptor number is still seen.
+#[test]
+fn a_socket_on_a_files_old_descriptor_is_seen() {
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let script = fixture("run_fd_reuse.py").display().to_string();
+    let (f, socklab) = run(&["--json"], &[&python.display().to_string(), &script]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let fd: i32 = f
+        .stdout
+        .iter()
+        .find_map(|l| l.trim().parse().ok())
+        .expect("the script prints the descriptor number");
+    let evs = f.events();
+    let pid = pid_of(&evs, "socketpair");
+    let reads: Vec<_> = calls_of(&evs, pid, "read")
+        .into_iter()
+        .filter(|(_, sc)| sc.fd == Some(fd))
+        .map(|(_, sc)| sc.ret)
+        .collect();
+    assert_eq!(reads, [2], "only the socket's read of \"hi\" on fd {fd}");
+    assert_nothing_left(socklab, &script);
+}

@@ -87,6 +87,7 @@ pub fn run(a: RunArgs, global: &Global) -> Result<i32, Error> {
         argv: a.program.clone(),
         pid: a.pid,
         probe: !global.no_probe,
+        probe_all: global.probe_all,
         observe: a.show.observe(),
         step: a.step,
         live: live.then_some(global.json),

@@ -150,6 +150,24 @@ pub enum Seen {
 pub struct Stopped<'a> {
     pid: Pid,
     pidfd: Option<&'a OwnedFd>,
+    /// At an entry stop: follow the call to its exit stop (the default).
+    follow: std::cell::Cell<bool>,
+}
+
+impl<'a> Stopped<'a> {
+    fn at(pid: Pid, pidfd: Option<&'a OwnedFd>) -> Stopped<'a> {
+        Stopped {
+            pid,
+            pidfd,
+            follow: std::cell::Cell::new(true),
+        }
+    }
+
+    /// At [`Seen::Entering`]: the call is of no interest (a read of a file), so the task
+    /// runs on without an exit stop and no [`Seen::Call`] reports it.
+    pub fn skip_exit(&self) {
+        self.follow.set(false);
+    }
 }
 
 impl Stopped<'_> {
@@ -615,7 +633,11 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         }
         match ffi::syscall_stop(pid) {
             Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
-                entering(t, pid, nr, args, seen);
+                if !entering(t, pid, nr, args, seen) {
+                    // Of no interest: on without an exit stop.
+                    let _ = ptrace::cont(pid, None);
+                    return;
+                }
                 if let Some(task) = t.tasks.get_mut(&tid) {
                     task.pending = Some(Pending {
                         nr,
@@ -648,7 +670,7 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
                 ..Task::default()
             });
             task.pid = new_pid;
-            let stopped = Stopped { pid, pidfd: None };
+            let stopped = Stopped::at(pid, None);
             seen(
                 &stopped,
                 Seen::Spawned {
@@ -671,7 +693,7 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
             t.execed = true;
         }
         let exe = std::fs::read_link(format!("/proc/{tid}/exe")).unwrap_or_default();
-        let stopped = Stopped { pid, pidfd: None };
+        let stopped = Stopped::at(pid, None);
         seen(&stopped, Seen::Exec { pid: tid, exe });
     }
     resume(t, pid, None);
@@ -683,10 +705,8 @@ fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopp
     let tid = pid.as_raw();
     match ffi::syscall_stop(pid) {
         Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
-            let listed = t.attached.as_ref().is_some_and(|l| l.contains(&nr));
-            if listed {
-                entering(t, pid, nr, args, seen);
-            }
+            let listed = t.attached.as_ref().is_some_and(|l| l.contains(&nr))
+                && entering(t, pid, nr, args, seen);
             if let Some(task) = t.tasks.get_mut(&tid) {
                 task.pending = listed.then(|| Pending {
                     nr,
@@ -709,10 +729,10 @@ fn entering(
     nr: u64,
     args: [u64; 6],
     seen: &mut impl FnMut(&Stopped<'_>, Seen),
-) {
+) -> bool {
     let tid = pid.as_raw();
     let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
-    let stopped = Stopped { pid, pidfd: None };
+    let stopped = Stopped::at(pid, None);
     seen(
         &stopped,
         Seen::Entering {
@@ -722,13 +742,14 @@ fn entering(
             args,
         },
     );
+    stopped.follow.get()
 }
 
 /// A call of another ABI (`int 0x80`): reported, not decoded.
 fn foreign(t: &Tracees, pid: Pid, arch: u32, nr: u64, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
     let tid = pid.as_raw();
     let proc_pid = t.tasks.get(&tid).map_or(tid, |k| k.pid);
-    let stopped = Stopped { pid, pidfd: None };
+    let stopped = Stopped::at(pid, None);
     seen(
         &stopped,
         Seen::Foreign {
@@ -777,10 +798,7 @@ fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen
     {
         t.pidfds.insert(proc_pid, fd);
     }
-    let stopped = Stopped {
-        pid,
-        pidfd: t.pidfds.get(&proc_pid),
-    };
+    let stopped = Stopped::at(pid, t.pidfds.get(&proc_pid));
     seen(
         &stopped,
         Seen::Call(Call {
@@ -858,7 +876,7 @@ fn ended(
     if task.pid == tid {
         t.pidfds.remove(&tid);
     }
-    let stopped = Stopped { pid, pidfd: None };
+    let stopped = Stopped::at(pid, None);
     seen(
         &stopped,
         Seen::Exited {
@@ -880,10 +898,7 @@ fn settled(t: &mut Tracees, tid: i32, seen: &mut impl FnMut(&Stopped<'_>, Seen))
     if first {
         t.unsettled = t.unsettled.saturating_sub(1);
         if t.unsettled == 0 {
-            let stopped = Stopped {
-                pid: t.main,
-                pidfd: None,
-            };
+            let stopped = Stopped::at(t.main, None);
             let threads = t.tasks.len();
             seen(
                 &stopped,

@@ -46,6 +46,9 @@ pub struct RunConfig {
     pub pid: Option<i32>,
     /// Read TCP_INFO after each call on a TCP socket.
     pub probe: bool,
+    /// Probe after every data call, even on a busy connection (else sampled as the wrappers
+    /// do: `--probe-all`).
+    pub probe_all: bool,
     /// Which observers to run beside the tracer.
     pub observe: ObserveOptions,
     /// Pause before each socket call of the program until Enter (q: run to the end).
@@ -121,6 +124,7 @@ pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
     let observers = Observers::start_tiers(&Scope::default(), tiers(&cfg.observe, &place));
     let mut book = Book::new(cfg.probe);
     book.stepping = cfg.step;
+    book.probe_all = cfg.probe_all;
     // Live, a thread takes the observers and shows the events as they come.
     let mut said = Vec::new();
     let (observers, view) = match cfg.live {
@@ -267,6 +271,8 @@ struct Book {
     /// The descriptors a select or pselect6 waits on, by thread, read at its entry (the
     /// kernel overwrites the sets with the ready ones).
     select_in: HashMap<u32, Vec<i32>>,
+    /// `--probe-all`: a probe after every data call, none sampled.
+    probe_all: bool,
     /// Step mode: pause before each socket call (until q, end of input or Ctrl-C).
     stepping: bool,
     /// The answers at the pauses.
@@ -284,6 +290,7 @@ impl Book {
             live: None,
             keep: true,
             select_in: HashMap::new(),
+            probe_all: false,
             stepping: false,
             answers: LineReader::default(),
         }
@@ -341,6 +348,20 @@ impl Book {
         match seen {
             Seen::Call(c) => self.call(stopped, &c),
             Seen::Entering { pid, tid, nr, args } => {
+                // A read or write of a file, a pipe, a terminal: not the lab's, so no exit stop.
+                if matches!(
+                    nr as i64,
+                    libc::SYS_read
+                        | libc::SYS_write
+                        | libc::SYS_readv
+                        | libc::SYS_writev
+                        | libc::SYS_close
+                ) && !matches!(self.kinds.kind(pid, args[0] as i32), FdKind::Socket { .. })
+                    && self.proc_mut(pid as u32).fds.get(args[0] as i32).is_none()
+                {
+                    stopped.skip_exit();
+                    return;
+                }
                 if matches!(nr as i64, libc::SYS_select | libc::SYS_pselect6) {
                     let fds = (1..4)
                         .filter_map(|k| args::fd_set(stopped, args[k], args[0]))
@@ -466,8 +487,28 @@ impl Book {
             self.learn_port(pid, c.start_ns, &info);
             self.proc_mut(pid).fds.insert(new, info);
         }
+        // A busy connection's data call: its addresses are known and its state is sampled as
+        // the wrappers sample theirs, so most such calls need no look at the socket at all.
+        let mut sampling_began = false;
+        let quiet = fd
+            .filter(|&fd| spec.probe == Probe::Sampled && c.ret > 0 && !new_fds.contains(&fd))
+            .is_some_and(|fd| {
+                let (probe, probe_all) = (self.probe, self.probe_all);
+                let Some(i) = self.proc_mut(pid).fds.get_mut(fd) else {
+                    return false;
+                };
+                if i.local.is_none() || i.remote.is_none() {
+                    return false;
+                }
+                let skip = !probe
+                    || i.transport != Transport::Tcp
+                    || (!probe_all && i.may_skip_probe(c.end_ns));
+                sampling_began = skip && probe && i.transport == Transport::Tcp && i.first_skip();
+                skip
+            });
         if let Some(fd) = fd
             && !new_fds.contains(&fd)
+            && !quiet
         {
             if ok && matches!(spec.name, "close") {
                 self.proc_mut(pid).fds.remove(fd);
@@ -505,6 +546,11 @@ impl Book {
                 let info = i.clone();
                 probe_state = self.state(spec, info.transport, &dup);
                 drop(dup);
+                if probe_state.is_some()
+                    && let Some(i) = self.proc_mut(pid).fds.get_mut(fd)
+                {
+                    i.probed(c.end_ns);
+                }
                 self.learn_port(pid, c.start_ns, &info);
             }
         }
@@ -572,7 +618,11 @@ impl Book {
             queue,
             probe: probe_state.map(|_| PROBE.into()),
         };
-        let notes = notes::narrate_syscall(&sc, before.as_ref(), after.as_ref());
+        let mut notes = notes::narrate_syscall(&sc, before.as_ref(), after.as_ref());
+        if sampling_began && let Some(fd) = fd {
+            // Why the states stop appearing on this descriptor's lines.
+            notes.push(notes::note("probe.sampled", &[("fd", fd.to_string())]));
+        }
         let role = proc.info.role;
         let t = c.end_ns;
         self.push(Event {
