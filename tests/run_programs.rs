@@ -782,3 +782,67 @@ fn a_socket_on_a_files_old_descriptor_is_seen() {
     assert_eq!(reads, [2], "only the socket's read of \"hi\" on fd {fd}");
     assert_nothing_left(socklab, &script);
 }
+
+/// The wait4 calls socklab's tracer makes while `program` runs with `stdin` (strace watches
+/// the tracer; each stop of the program is one of them). None when strace is missing.
+fn tracer_waits(program: &[&str], stdin: std::process::Stdio) -> Option<usize> {
+    let Some(strace) = util::tool("strace") else {
+        util::skip("strace is not installed (package strace)");
+        return None;
+    };
+    let dir = TempDir::new("waits");
+    let log = dir.path("wait4.log");
+    let out = Command::new(strace)
+        .args(["-qq", "-e", "trace=wait4", "-o"])
+        .arg(&log)
+        .arg(socklab_exe())
+        .args(["--quiet", "run", "--no-kernel", "--no-packets", "--"])
+        .args(program)
+        .stdin(stdin)
+        .output()
+        .expect("strace runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    Some(text.lines().filter(|l| l.starts_with("wait4(")).count())
+}
+
+/// A program's file I/O does not stop (its filter lets reads and writes run on descriptors
+/// that are not sockets'), while the same reads on a socket inherited as stdin all stop.
+#[test]
+fn file_io_makes_no_stops_socket_io_does() {
+    let dd = ["dd", "if=/dev/zero", "of=/dev/null", "bs=512", "count=2000"];
+    let Some(files) = tracer_waits(&dd, std::process::Stdio::null()) else {
+        return;
+    };
+    // Some stops remain: dd's start (openat, fcntl, dup2) and its end.
+    assert!(
+        files < 1000,
+        "{files} stops for 4,000 reads and writes of files"
+    );
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let mut mine = mine;
+        std::io::Write::write_all(&mut mine, &[b'x'; 512 * 2000]).unwrap();
+    });
+    let from_socket = [
+        "dd",
+        "of=/dev/null",
+        "bs=512",
+        "count=2000",
+        "iflag=fullblock",
+    ];
+    let socket_waits = tracer_waits(
+        &from_socket,
+        std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+    )
+    .expect("strace was there a moment ago");
+    feeder.join().unwrap();
+    assert!(
+        socket_waits >= 2000,
+        "{socket_waits} stops for 2,000 reads of a socket"
+    );
+}

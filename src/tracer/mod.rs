@@ -7,12 +7,16 @@
 //! ([`seccomp::filter`]) before it execs, so it stops only at the calls the lab wants: at the
 //! seccomp stop the tracer reads the call and its arguments, asks for the exit stop
 //! (`PTRACE_SYSCALL`), and there reads the result. Every other call runs at full speed.
+//! Reads, writes and closes stop only on the descriptors of sockets: the first filter lets
+//! them run, and when a socket of the program gets a descriptor the tracer makes the program
+//! add a filter that stops them on that descriptor's block of 64 ([`inject`]).
 //! Children, threads and execs are followed (`PTRACE_O_TRACEFORK`, `..CLONE`, `..VFORK`,
 //! `..EXEC`), and `PTRACE_O_EXITKILL` ends them all if the lab itself dies.
 
 pub mod args;
 pub mod decode;
 pub mod fds;
+mod inject;
 mod live;
 pub mod seccomp;
 pub mod session;
@@ -152,6 +156,8 @@ pub struct Stopped<'a> {
     pidfd: Option<&'a OwnedFd>,
     /// At an entry stop: follow the call to its exit stop (the default).
     follow: std::cell::Cell<bool>,
+    /// At an exit stop: socket descriptors whose reads and writes must stop from now on.
+    watch: std::cell::RefCell<Vec<RawFd>>,
 }
 
 impl<'a> Stopped<'a> {
@@ -160,6 +166,16 @@ impl<'a> Stopped<'a> {
             pid,
             pidfd,
             follow: std::cell::Cell::new(true),
+            watch: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// At [`Seen::Call`]: `fd` is a socket, so the program's reads, writes and close on it
+    /// must stop (the filter it started with lets them run on descriptors not known as
+    /// sockets; the tracer adds one for this descriptor's block if needed).
+    pub fn watch_fd(&self, fd: RawFd) {
+        if fd >= 0 {
+            self.watch.borrow_mut().push(fd);
         }
     }
 
@@ -241,7 +257,24 @@ struct Tracees {
     attached: Option<HashSet<u64>>,
     /// Seized tasks whose first stop has not come yet ([`Seen::Attached`] at none).
     unsettled: usize,
+    /// The calls that stop only on a socket's descriptor ([`BY_FD`] as traced; empty when
+    /// attached: every call stops then).
+    by_fd: Vec<u32>,
+    /// Per process, the blocks of descriptors ([`seccomp::FD_BLOCK`]) its filters stop
+    /// `by_fd` calls on.
+    covered: HashMap<i32, HashSet<u32>>,
+    /// A filter could not be added (said once).
+    inject_failed: bool,
 }
+
+/// The calls on any descriptor that a launched program's filter stops only on sockets'.
+const BY_FD: [i64; 5] = [
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_close,
+];
 
 impl Tracees {
     /// Detaches every task (`PTRACE_INTERRUPT`, then `PTRACE_DETACH` at its stop), leaving
@@ -339,7 +372,9 @@ fn is_executable(p: &Path) -> bool {
 
 /// Runs `argv` under the tracer, stopping at the syscalls numbered `nrs`, and hands each
 /// thing seen to `seen` (a finished call with its tracee still stopped, so the observer can
-/// probe its socket). Returns how the launched process ended once every process it started
+/// probe its socket). Of read, write, readv, writev and close, only those on a socket's
+/// descriptor stop: one a call made (socket, accept, socketpair) or one the callback names
+/// with [`Stopped::watch_fd`] (a dup of a socket). Returns how the launched process ended once every process it started
 /// has ended too.
 ///
 /// Ctrl-C (SIGINT or SIGTERM to the lab) sends SIGINT to the launched process, and SIGKILL to
@@ -362,7 +397,16 @@ pub fn run(
         .iter()
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let filter = seccomp::filter(nrs);
+    // Reads, writes and closes stop only on sockets' descriptors: at first those of sockets
+    // the program inherits from socklab, then each block a socket of it gets (inject.rs).
+    let (by_fd, base): (Vec<u32>, Vec<u32>) =
+        nrs.iter().partition(|&&nr| BY_FD.contains(&i64::from(nr)));
+    let inherited = inherited_socket_blocks();
+    let ranges: Vec<(u32, u32)> = inherited
+        .iter()
+        .map(|&b| (b * seccomp::FD_BLOCK, (b + 1) * seccomp::FD_BLOCK - 1))
+        .collect();
+    let filter = seccomp::filter(&base, &by_fd, &ranges);
 
     ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
     let (child, errpipe) = ffi::spawn_traced(&c_path, &c_argv, &filter)
@@ -380,6 +424,9 @@ pub fn run(
         pidfds: HashMap::new(),
         attached: None,
         unsettled: 0,
+        by_fd,
+        covered: HashMap::from([(child.as_raw(), inherited)]),
+        inject_failed: false,
     };
 
     // The child's own SIGSTOP, before its filter and exec.
@@ -458,6 +505,9 @@ pub fn attach(
         pidfds: HashMap::new(),
         attached: Some(nrs.iter().map(|&n| u64::from(n)).collect()),
         unsettled: 0,
+        by_fd: Vec::new(),
+        covered: HashMap::new(),
+        inject_failed: false,
     };
     let opts = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACECLONE
@@ -594,11 +644,15 @@ fn step(
             let _ = ptrace::syscall(pid, None);
             None
         }
-        WaitStatus::PtraceSyscall(pid) => {
-            exit_stop(t, pid, seen);
-            let _ = ptrace::cont(pid, None);
-            None
-        }
+        WaitStatus::PtraceSyscall(pid) => match exit_stop(t, pid, seen) {
+            // It ended while its filter was being extended.
+            Some(WaitStatus::Exited(pid, code)) => ended(t, pid, Exit::Code(code), seen),
+            Some(WaitStatus::Signaled(pid, sig, _)) => ended(t, pid, Exit::Signal(sig), seen),
+            _ => {
+                let _ = ptrace::cont(pid, None);
+                None
+            }
+        },
         WaitStatus::Stopped(pid, sig) => {
             signal_stop(t, pid, sig);
             None
@@ -670,6 +724,11 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
                 ..Task::default()
             });
             task.pid = new_pid;
+            if new_pid != proc_pid {
+                // A child process has its parent's filters.
+                let parents = t.covered.get(&proc_pid).cloned().unwrap_or_default();
+                t.covered.insert(new_pid, parents);
+            }
             let stopped = Stopped::at(pid, None);
             seen(
                 &stopped,
@@ -716,7 +775,10 @@ fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopp
             }
         }
         Ok(SyscallStop::Entry { arch, nr, .. }) => foreign(t, pid, arch, nr, seen),
-        Ok(SyscallStop::Exit { .. }) => exit_stop(t, pid, seen),
+        Ok(SyscallStop::Exit { .. }) => {
+            // No filter when attached, so nothing is added and nothing ends here.
+            let _ = exit_stop(t, pid, seen);
+        }
         Ok(SyscallStop::Other) | Err(_) => {}
     }
 }
@@ -761,17 +823,17 @@ fn foreign(t: &Tracees, pid: Pid, arch: u32, nr: u64, seen: &mut impl FnMut(&Sto
     );
 }
 
-fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
+fn exit_stop(
+    t: &mut Tracees,
+    pid: Pid,
+    seen: &mut impl FnMut(&Stopped<'_>, Seen),
+) -> Option<WaitStatus> {
     let tid = pid.as_raw();
-    let Some(task) = t.tasks.get_mut(&tid) else {
-        return;
-    };
-    let Some(p) = task.pending.take() else {
-        return;
-    };
+    let task = t.tasks.get_mut(&tid)?;
+    let p = task.pending.take()?;
     let proc_pid = task.pid;
     let Ok(SyscallStop::Exit { rval, is_error }) = ffi::syscall_stop(pid) else {
-        return;
+        return None;
     };
     let end_ns = record::now_ns();
     let (ret, errno) = if is_error {
@@ -813,6 +875,74 @@ fn exit_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopped<'_>, Seen
             end_ns,
         }),
     );
+    let mut watch = stopped.watch.take();
+    // New sockets are watched whatever the callback said.
+    if !is_error {
+        match p.nr as i64 {
+            libc::SYS_socket | libc::SYS_accept | libc::SYS_accept4 => watch.push(rval as RawFd),
+            libc::SYS_socketpair => {
+                if let Some(b) = stopped.read(p.args[3], 8).filter(|b| b.len() == 8) {
+                    watch.push(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+                    watch.push(i32::from_ne_bytes([b[4], b[5], b[6], b[7]]));
+                }
+            }
+            _ => {}
+        }
+    }
+    drop(stopped);
+    cover(t, pid, proc_pid, &watch)
+}
+
+/// Makes sure the filters of process `proc_pid` stop reads and writes on each socket
+/// descriptor in `fds`, adding one (through task `pid`, at its exit stop) for each block not
+/// covered yet. Returns how the task ended if it did meanwhile.
+fn cover(t: &mut Tracees, pid: Pid, proc_pid: i32, fds: &[RawFd]) -> Option<WaitStatus> {
+    if t.by_fd.is_empty() {
+        return None;
+    }
+    for &fd in fds {
+        let block = fd as u32 / seccomp::FD_BLOCK;
+        if t.covered.get(&proc_pid).is_some_and(|c| c.contains(&block)) {
+            continue;
+        }
+        let prog = seccomp::fd_filter(&t.by_fd, block);
+        match inject::add_filter(pid, Pid::from_raw(proc_pid), &prog) {
+            Ok(()) => {}
+            Err(inject::InjectError::Ended(how)) => return Some(how),
+            Err(inject::InjectError::Failed(why)) => {
+                if !std::mem::replace(&mut t.inject_failed, true) {
+                    eprintln!(
+                        "socklab: could not extend process {proc_pid}'s seccomp filter to descriptor {fd} ({why}): its reads and writes on that socket may be missing"
+                    );
+                }
+            }
+        }
+        // Tried once per block: a failure would fail again.
+        t.covered.entry(proc_pid).or_default().insert(block);
+    }
+    None
+}
+
+/// The blocks ([`seccomp::FD_BLOCK`]) of socklab's own descriptors that are sockets, which a
+/// launched program inherits (a socket on stdin, as inetd gives).
+fn inherited_socket_blocks() -> HashSet<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return HashSet::new();
+    };
+    dir.filter_map(|e| {
+        let e = e.ok()?;
+        let fd: u32 = e.file_name().to_str()?.parse().ok()?;
+        let link = std::fs::read_link(e.path()).ok()?;
+        // Close-on-exec ones (socklab's own capture, netlink) stay behind.
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())?;
+        let cloexec = flags & libc::O_CLOEXEC as u32 != 0;
+        (link.to_str()?.starts_with("socket:") && !cloexec).then_some(fd / seccomp::FD_BLOCK)
+    })
+    .collect()
 }
 
 fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
@@ -875,6 +1005,7 @@ fn ended(
     let task = t.tasks.remove(&tid)?;
     if task.pid == tid {
         t.pidfds.remove(&tid);
+        t.covered.remove(&tid);
     }
     let stopped = Stopped::at(pid, None);
     seen(
