@@ -9,7 +9,7 @@
 //! (`PTRACE_SYSCALL`), and there reads the result. Every other call runs at full speed.
 //! Reads, writes and closes stop only on the descriptors of sockets: the first filter lets
 //! them run, and when a socket of the program gets a descriptor the tracer makes the program
-//! add a filter that stops them on that descriptor's block of 64 ([`inject`]).
+//! add a filter that stops them on that descriptor's block of 64 (`inject.rs`).
 //! Children, threads and execs are followed (`PTRACE_O_TRACEFORK`, `..CLONE`, `..VFORK`,
 //! `..EXEC`), and `PTRACE_O_EXITKILL` ends them all if the lab itself dies.
 
