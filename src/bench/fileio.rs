@@ -164,6 +164,8 @@ fn measure_with(
     let strace = strace.unwrap_or(Path::new("strace"));
     let limit = LIMIT + PER_MIB * cfg.io_mib as u32;
     let rounds = cfg.rounds.max(1) as usize;
+    // What socklab run adds to `true`: the start and end every traced program pays.
+    let mut start_secs: Option<f64> = None;
     for prog in programs(cfg.io_mib, file) {
         let mut secs: Vec<Vec<f64>> = vec![Vec::new(); tracers.len()];
         // One run of each first, not counted: the page cache and the executables warm up.
@@ -184,6 +186,9 @@ fn measure_with(
             }
         }
         let medians: Vec<f64> = secs.iter().map(|s| median(s)).collect();
+        if prog.argv[0] == "true" {
+            start_secs = Some((medians[1] - medians[0]).max(0.0));
+        }
         for (i, t) in tracers.iter().enumerate() {
             let vs = (i > 0 && medians[0] > 0.0).then(|| medians[i] / medians[0]);
             rep.file_io.push(FileIoRun {
@@ -198,11 +203,17 @@ fn measure_with(
                 && let Some(v) = vs
                 && prog.argv[0] != "true"
             {
+                // The I/O's own cost: the wall time less the start `true` pays too.
+                let start = start_secs.unwrap_or(0.0);
+                let io = (medians[i] - start) / medians[0];
                 rep.notes.push(format!(
-                    "target: file I/O under socklab run costs under 5% ({}): {:+.0}%, {}",
+                    "target: file I/O under socklab run costs under 5% ({}): {:+.0}% in all, \
+                     {:+.0}% beyond the {:.1} ms start and end that `true` pays too; {}",
                     prog.name,
                     (v - 1.0) * 100.0,
-                    if v < 1.05 { "met" } else { "NOT met" }
+                    (io - 1.0) * 100.0,
+                    start * 1e3,
+                    if io < 1.05 { "met" } else { "NOT met" }
                 ));
             }
         }

@@ -475,7 +475,10 @@ impl Book {
             let Some(dup) = stopped.socket(new) else {
                 continue;
             };
-            let look = look(&dup);
+            let accepted = matches!(spec.name, "accept" | "accept4")
+                .then(|| self.accepted(pid, c, stopped))
+                .flatten();
+            let look = accepted.unwrap_or_else(|| look(&dup));
             if fd == Some(new) {
                 probe_state = self.state(spec, look.transport, &dup);
             }
@@ -490,13 +493,22 @@ impl Book {
         // A busy connection's data call: its addresses are known and its state is sampled as
         // the wrappers sample theirs, so most such calls need no look at the socket at all.
         let mut sampling_began = false;
+        // A call that neither probes nor changes a known socket (close, epoll_ctl, dup)
+        // needs no look either.
         let quiet = fd
-            .filter(|&fd| spec.probe == Probe::Sampled && c.ret > 0 && !new_fds.contains(&fd))
+            .filter(|&fd| {
+                let data = spec.probe == Probe::Sampled && c.ret > 0;
+                let inert = spec.probe == Probe::None && spec.name != "close";
+                (data || inert) && !new_fds.contains(&fd)
+            })
             .is_some_and(|fd| {
                 let (probe, probe_all) = (self.probe, self.probe_all);
                 let Some(i) = self.proc_mut(pid).fds.get_mut(fd) else {
                     return false;
                 };
+                if spec.probe == Probe::None {
+                    return true;
+                }
                 if i.local.is_none() || i.remote.is_none() {
                     return false;
                 }
@@ -712,6 +724,24 @@ impl Book {
             _ if about_socket(self) => Some(fd),
             _ => None,
         }
+    }
+
+    /// What an accept's new socket is, from the call itself: the peer's address the kernel
+    /// wrote, the listener's address and transport (three syscalls fewer than a look). None
+    /// when the program passed no address or the listener's address is a wildcard.
+    fn accepted(&mut self, pid: u32, c: &Call, mem: &Stopped<'_>) -> Option<Look> {
+        let listener = self.proc_mut(pid).fds.get(c.args[0] as i32)?;
+        let local = listener.local.filter(|a| !a.ip().is_unspecified())?;
+        let transport = listener.transport;
+        let len = mem.read(c.args[2], 4).filter(|b| b.len() == 4)?;
+        let len = u32::from_ne_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let bytes = mem.read(c.args[1], len.min(128))?;
+        let remote = super::decode::sockaddr(&bytes).parse::<SocketAddr>().ok()?;
+        Some(Look {
+            transport,
+            local: Some(local),
+            remote: Some(remote),
+        })
     }
 
     /// Step mode: before a socket call, says which process is about to make which call and
