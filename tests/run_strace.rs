@@ -92,8 +92,13 @@ fn under_strace(dir: &TempDir, program: &[&str]) -> PerProcess {
     by_first_call(keys, &first)
 }
 
-/// `program` under `socklab --json run`: each process's socket calls (its TCP_INFO reads and
-/// process calls left out: strace did not make the one, and shows the other as no socket's).
+/// The calls on an epoll instance: the lab keeps those of one that watches a socket, strace's
+/// `-yy` names the descriptor `anon_inode:[eventpoll]`, no socket.
+const EPOLL_CALLS: &[&str] = &["epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2"];
+
+/// `program` under `socklab --json run`: each process's socket calls (its TCP_INFO reads,
+/// process calls and epoll calls left out: strace did not make the first, and shows the others
+/// as no socket's).
 fn under_socklab(program: &[&str]) -> PerProcess {
     let mut cmd = Command::new(socklab_exe());
     cmd.args(["--json", "run", "--"]).args(program);
@@ -103,7 +108,11 @@ fn under_socklab(program: &[&str]) -> PerProcess {
     let events = f.events();
     let mut keys = lab_calls(&events);
     for list in keys.values_mut() {
-        list.retain(|k| !k.tcp_info && !PROCESS_CALLS.contains(&k.name.as_str()));
+        list.retain(|k| {
+            !k.tcp_info
+                && !PROCESS_CALLS.contains(&k.name.as_str())
+                && !EPOLL_CALLS.contains(&k.name.as_str())
+        });
     }
     keys.retain(|_, list| !list.is_empty());
     let mut first = BTreeMap::new();
@@ -141,6 +150,24 @@ fn assert_same(strace: &PerProcess, lab: &PerProcess) {
     );
 }
 
+/// Compiles the C fixture `source` into `dir`.
+fn compile(dir: &TempDir, source: &str) -> String {
+    let exe = dir.0.join(source.trim_end_matches(".c"));
+    let out = Command::new("cc")
+        .arg("-O1")
+        .arg("-o")
+        .arg(&exe)
+        .arg(fixture(source))
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe.display().to_string()
+}
+
 /// The C server and its forked client (poll, accept4, sendmsg, recvmsg): the same calls,
 /// descriptors and results in both processes.
 #[test]
@@ -149,20 +176,7 @@ fn the_c_programs_calls_are_straces() {
         return;
     }
     let dir = TempDir::new("pollmsg");
-    let exe = dir.0.join("pollmsg");
-    let out = Command::new("cc")
-        .arg("-O1")
-        .arg("-o")
-        .arg(&exe)
-        .arg(fixture("run_pollmsg.c"))
-        .output()
-        .expect("run cc");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let exe = exe.display().to_string();
+    let exe = compile(&dir, "run_pollmsg.c");
     let strace = under_strace(&dir, &[&exe]);
     let lab = under_socklab(&[&exe]);
     assert_eq!(strace.len(), 2, "the server and its client");
@@ -176,6 +190,32 @@ fn the_c_programs_calls_are_straces() {
             .iter()
             .any(|k| k.name == "sendmsg" && k.ret == Some(17))
     );
+    assert_same(&strace, &lab);
+}
+
+/// select and pselect6 (the first descriptor of their sets), sendmmsg and recvmmsg (their
+/// socket), in the server and its forked client: the same calls, descriptors and results.
+#[test]
+fn select_and_mmsg_calls_are_straces() {
+    if !util::have_tool("strace", "strace") || !util::have_tool("cc", "gcc") {
+        return;
+    }
+    let dir = TempDir::new("select");
+    let exe = compile(&dir, "run_select_mmsg.c");
+    let strace = under_strace(&dir, &[&exe]);
+    let lab = under_socklab(&[&exe]);
+    assert_eq!(strace.len(), 2, "the server and its client");
+    let server = &strace[0];
+    let has = |name: &str, fd: i32, ret: i64| {
+        server
+            .iter()
+            .any(|k| k.name == name && k.fd == Some(fd) && k.ret == Some(ret))
+    };
+    // The listener is 3 in both sets; the UDP pair 3 and 4 after the TCP ones closed.
+    assert!(has("select", 3, 1), "{server:?}");
+    assert!(has("pselect6", 3, 1), "{server:?}");
+    assert!(has("sendmmsg", 4, 2), "{server:?}");
+    assert!(has("recvmmsg", 3, 2), "{server:?}");
     assert_same(&strace, &lab);
 }
 

@@ -70,6 +70,13 @@ pub enum Kind {
     MsgFlags,
     /// A `struct msghdr` (its iovecs, address and control data).
     Msghdr,
+    /// `struct mmsghdr[]` (recvmmsg, sendmmsg): a msghdr and the bytes it carried
+    /// (`msg_len`) per message; their number is in argument `vlen`, the call's result says
+    /// how many the kernel handled.
+    Mmsghdr {
+        /// The argument that holds their number.
+        vlen: u8,
+    },
     /// `struct iovec[]` (readv, writev): their number is in argument `cnt`; the data read is
     /// shown up to what the call returned.
     Iov {
@@ -113,20 +120,19 @@ pub enum Kind {
         /// The argument that holds their number.
         nfds: u8,
     },
-    /// An `fd_set` of select and pselect6: the descriptors below argument `nfds` in it
-    /// (`[3 5]`); after the call, the ready ones.
+    /// A `struct timespec` (`NULL`: no timeout); `InOut` when the kernel writes the time left
+    /// into it, then shown as it was passed.
+    Timespec,
+    /// A `struct timeval` (`NULL`: no timeout), as [`Kind::Timespec`] (select's).
+    Timeval,
+    /// An `fd_set` bitmap of `nfds` bits, shown as the descriptors in it (`[3 5]`); `InOut`:
+    /// those the program asked about, then `-> [5]`, those the kernel left ready.
     FdSet {
-        /// The argument that holds the number of descriptors the sets cover.
+        /// The argument that holds the number of bits.
         nfds: u8,
     },
-    /// `struct mmsghdr[]` of recvmmsg and sendmmsg: each message's header and `msg_len`; as
-    /// many as the call returned, at most argument `vlen`.
-    Mmsghdrs {
-        /// The argument that holds the vector's length.
-        vlen: u8,
-    },
-    /// A `struct timespec` (`NULL`: no timeout).
-    Timespec,
+    /// pselect6's `{const sigset_t *ss; size_t ss_len}` (`{sigmask=[INT], sigsetsize=8}`).
+    SigsetPair,
     /// A signal mask, `len` bytes.
     Sigset {
         /// The argument that holds its size.
@@ -388,7 +394,7 @@ pub static CALLS: &[CallSpec] = &[
     n("dup2", c::SYS_dup2, &[i("oldfd", Fd), i("newfd", Fd)], Strace::No, Probe::None),
     n("dup3", c::SYS_dup3, &[i("oldfd", Fd), i("newfd", Fd), i("flags", OpenFlags)], Strace::No, Probe::None),
     n("close_range", c::SYS_close_range, &[i("first", Fd), i("last", Fd), i("flags", CloseRangeFlags)], Strace::No, Probe::None),
-    n("ppoll", c::SYS_ppoll, &[io("fds", PollFds { nfds: 1 }), i("nfds", Count), i("tmo_p", Timespec), i("sigmask", Sigset { len: 4 }), i("sigsetsize", Len)], Named, TcpInfo),
+    n("ppoll", c::SYS_ppoll, &[io("fds", PollFds { nfds: 1 }), i("nfds", Count), io("tmo_p", Timespec), i("sigmask", Sigset { len: 4 }), i("sigsetsize", Len)], Named, TcpInfo),
     n("epoll_pwait", c::SYS_epoll_pwait, &[i("epfd", Fd), o("events", EpollEvents { max: 2 }), i("maxevents", Count), i("timeout", Int), i("sigmask", Sigset { len: 5 }), i("sigsetsize", Len)], Strace::No, Probe::None),
     n("openat", c::SYS_openat, &[i("dirfd", DirFd), i("pathname", Path), i("flags", OpenFlags), i("mode", Mode)], Named, Probe::None),
     n("clone3", c::SYS_clone3, &[i("cl_args", CloneArgs { size: 1 }), i("size", Len)], Named, Probe::None),
@@ -399,11 +405,11 @@ pub static CALLS: &[CallSpec] = &[
     n("writev", c::SYS_writev, &[FD, i("iov", Iov { cnt: 2 }), i("iovcnt", Count)], Strace::No, Sampled),
     n("sendfile", c::SYS_sendfile, &[i("out_fd", Fd), i("in_fd", Fd), io("offset", Ptr), i("count", Count)], Strace::No, Sampled),
     n("splice", c::SYS_splice, &[i("fd_in", Fd), io("off_in", Ptr), i("fd_out", Fd), io("off_out", Ptr), i("len", Count), i("flags", Int)], Strace::No, Sampled),
-    n("select", c::SYS_select, &[i("nfds", Int), io("readfds", FdSet { nfds: 0 }), io("writefds", FdSet { nfds: 0 }), io("exceptfds", FdSet { nfds: 0 }), io("timeout", Ptr)], Strace::No, TcpInfo),
-    n("pselect6", c::SYS_pselect6, &[i("nfds", Int), io("readfds", FdSet { nfds: 0 }), io("writefds", FdSet { nfds: 0 }), io("exceptfds", FdSet { nfds: 0 }), io("timeout", Timespec), i("sigmask", Ptr)], Strace::No, TcpInfo),
-    n("recvmmsg", c::SYS_recvmmsg, &[FD, io("msgvec", Mmsghdrs { vlen: 2 }), i("vlen", Count), i("flags", MsgFlags), io("timeout", Timespec)], Network, Sampled),
-    n("sendmmsg", c::SYS_sendmmsg, &[FD, io("msgvec", Mmsghdrs { vlen: 2 }), i("vlen", Count), i("flags", MsgFlags)], Network, Sampled),
     n("epoll_pwait2", c::SYS_epoll_pwait2, &[i("epfd", Fd), o("events", EpollEvents { max: 2 }), i("maxevents", Count), i("timeout", Timespec), i("sigmask", Sigset { len: 5 }), i("sigsetsize", Len)], Strace::No, Probe::None),
+    n("select", c::SYS_select, &[i("nfds", Int), io("readfds", FdSet { nfds: 0 }), io("writefds", FdSet { nfds: 0 }), io("exceptfds", FdSet { nfds: 0 }), io("timeout", Timeval)], Named, TcpInfo),
+    n("pselect6", c::SYS_pselect6, &[i("nfds", Int), io("readfds", FdSet { nfds: 0 }), io("writefds", FdSet { nfds: 0 }), io("exceptfds", FdSet { nfds: 0 }), io("timeout", Timespec), i("sigmask", SigsetPair)], Named, TcpInfo),
+    n("recvmmsg", c::SYS_recvmmsg, &[FD, io("msgvec", Mmsghdr { vlen: 2 }), i("vlen", Count), i("flags", MsgFlags), io("timeout", Timespec)], Network, Sampled),
+    n("sendmmsg", c::SYS_sendmmsg, &[FD, io("msgvec", Mmsghdr { vlen: 2 }), i("vlen", Count), i("flags", MsgFlags)], Network, Sampled),
 ];
 
 #[cfg(test)]
@@ -439,11 +445,12 @@ mod tests {
                     | SockOptName { level: r }
                     | FcntlArg { cmd: r }
                     | PollFds { nfds: r }
-                    | FdSet { nfds: r }
-                    | Mmsghdrs { vlen: r }
                     | Sigset { len: r }
                     | EpollEvents { max: r }
-                    | CloneArgs { size: r } => &[r],
+                    | CloneArgs { size: r }
+                    | Iov { cnt: r }
+                    | FdSet { nfds: r }
+                    | Mmsghdr { vlen: r } => &[r],
                     SockOptVal { level, name, len } => &[level, name, len],
                     _ => &[],
                 };
@@ -469,6 +476,8 @@ mod tests {
             "wait4",
             "kill",
             "ppoll",
+            "select",
+            "pselect6",
             "openat",
             "clone",
             "clone3",
@@ -479,7 +488,9 @@ mod tests {
             assert!(f.split(',').any(|n| n == name), "{name} in {f}");
         }
         // What %network covers is not named again.
-        assert!(!f.split(',').any(|n| n == "accept4"), "{f}");
+        for name in ["accept4", "recvmmsg", "sendmmsg"] {
+            assert!(!f.split(',').any(|n| n == name), "{name} in {f}");
+        }
         for call in CALLS.iter().filter(|c| c.wrapped) {
             assert_ne!(call.strace, Strace::No, "{}", call.name);
         }

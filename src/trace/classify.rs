@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::parse::{CallKey, StraceCall, poll_fds};
+use super::parse::{CallKey, StraceCall, poll_fds, select_fds};
 
 /// What a descriptor is, as far as the comparison cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +75,13 @@ pub fn classify(calls: &[StraceCall]) -> Vec<Class> {
                     FdKind::Socket | FdKind::Other => Class::Socket,
                 }
             }
-            "poll" | "ppoll" => {
-                let any_socket = poll_fds(&c.args).iter().any(|(fd, note)| {
+            "poll" | "ppoll" | "select" | "pselect6" => {
+                let fds = if c.name.ends_with("poll") {
+                    poll_fds(&c.args)
+                } else {
+                    select_fds(&c.args)
+                };
+                let any_socket = fds.iter().any(|(fd, note)| {
                     note.map_or(table.get(fd).copied(), |n| Some(kind_of_note(n)))
                         == Some(FdKind::Socket)
                 });

@@ -22,11 +22,13 @@ pub struct StraceCall {
 }
 
 impl StraceCall {
-    /// The descriptor the call works on: its first argument (for poll, the first entry's).
+    /// The descriptor the call works on: its first argument (for poll, the first entry's; for
+    /// select, the first descriptor of its sets).
     pub fn fd(&self) -> Option<i32> {
         match self.name.as_ref() {
             "socket" | "socketpair" => None,
             "poll" | "ppoll" => poll_fds(&self.args).first().map(|(fd, _)| *fd),
+            "select" | "pselect6" => select_fds(&self.args).first().map(|(fd, _)| *fd),
             _ => leading_int(&self.args).map(|(n, _)| n as i32),
         }
     }
@@ -34,7 +36,7 @@ impl StraceCall {
     /// What `-yy` printed after the first argument (`TCP:[127.0.0.1:1060]`, `pipe:[123]`).
     pub fn fd_note(&self) -> Option<&str> {
         match self.name.as_ref() {
-            "socket" | "socketpair" | "poll" | "ppoll" => None,
+            "socket" | "socketpair" | "poll" | "ppoll" | "select" | "pselect6" => None,
             _ => leading_int(&self.args).and_then(|(_, rest)| angle(rest)),
         }
     }
@@ -269,4 +271,37 @@ pub(super) fn poll_fds(args: &str) -> Vec<(i32, Option<&str>)> {
             Some((n as i32, angle(rest)))
         })
         .collect()
+}
+
+/// The descriptors of select's three sets as passed (`5, [3<...> 4<...>], NULL, [4], ...`):
+/// readfds', then writefds', then exceptfds', with what `-yy` printed for each.
+pub(super) fn select_fds(args: &str) -> Vec<(i32, Option<&str>)> {
+    let mut out = Vec::new();
+    let Some((_, mut rest)) = leading_int(args) else {
+        return out;
+    };
+    for _ in 0..3 {
+        rest = rest
+            .trim_start()
+            .strip_prefix(',')
+            .unwrap_or(rest)
+            .trim_start();
+        if !rest.starts_with('[') {
+            // NULL
+            rest = rest.find(',').map_or("", |i| &rest[i..]);
+            continue;
+        }
+        let Some(end) = closing(rest, 0) else {
+            break;
+        };
+        let mut set = &rest[1..end];
+        while let Some((fd, after)) = leading_int(set) {
+            let note = angle(after);
+            out.push((fd as i32, note));
+            let skip = note.map_or(0, |n| n.len() + 2);
+            set = after.get(skip..).unwrap_or("");
+        }
+        rest = &rest[end + 1..];
+    }
+    out
 }

@@ -68,6 +68,33 @@ fn classifies_by_descriptor() {
     );
 }
 
+/// select and pselect6 are about the first descriptor of their sets, as passed; a set of
+/// pipes is no socket's.
+#[test]
+fn select_names_its_first_descriptor() {
+    let log = r#"8455  select(4, [3<TCP:[127.0.0.1:34197]>], NULL, NULL, {tv_sec=10, tv_usec=0} <unfinished ...>
+8455  <... select resumed>)       = 1 (in [3], left {tv_sec=9, tv_usec=997379})
+8455  pselect6(6, NULL, [5<TCP:[1->2]>], [4<TCP:[1]> 5<TCP:[1->2]>], {tv_sec=10, tv_nsec=0}, {sigmask=[], sigsetsize=8}) = 1 (out [5])
+8455  select(9, [7<pipe:[5]> 8<pipe:[6]>], NULL, NULL, NULL) = -1 EINTR (Interrupted system call)
+8455  select(0, NULL, NULL, NULL, {tv_sec=0, tv_usec=10}) = 0 (Timeout)
+"#;
+    let calls = parse_strace(log);
+    let keys: Vec<(Option<i32>, Option<i64>)> = calls.iter().map(|c| (c.fd(), c.ret)).collect();
+    assert_eq!(
+        keys,
+        [
+            (Some(3), Some(1)),
+            (Some(5), Some(1)),
+            (Some(7), Some(-1)),
+            (None, Some(0))
+        ]
+    );
+    assert_eq!(calls[2].errno.as_deref(), Some("EINTR"));
+    assert!(calls.iter().all(|c| c.fd_note().is_none()));
+    use Class::*;
+    assert_eq!(classify(&calls), [Socket, Socket, Other, Other]);
+}
+
 fn event(tid: u32, name: &str, fd: i32, args: &[(&str, Value)], ret: i64, probe: bool) -> Event {
     let a = args
         .iter()

@@ -39,6 +39,15 @@ const IOV_SHOWN: usize = 4;
 /// How many ready events an `epoll_wait` event lists before `...` (as the wrapper).
 const EPOLL_EVENTS_SHOWN: usize = 8;
 
+/// How many messages of a recvmmsg or sendmmsg vector are shown before `...`.
+const MMSG_SHOWN: usize = 8;
+
+/// How many descriptors of an `fd_set` are listed before `...`.
+const FDSET_SHOWN: usize = 64;
+
+/// The most bits of an `fd_set` read (the kernel takes any `nfds` up to the descriptor limit).
+const FDSET_MAX_BITS: u64 = 64 * 1024;
+
 /// `sizeof(struct sockaddr_storage)`: the longest address read.
 const SOCKADDR_MAX: usize = 128;
 
@@ -53,6 +62,34 @@ pub trait Memory {
     fn cmdline(&self) -> Option<Vec<u8>> {
         None
     }
+
+    /// Up to `len` bytes at `addr` as they were when the call started, for what the kernel
+    /// overwrites ([`overwritten`]: select's sets, a timeout it counts down). By default the
+    /// memory as it is now: right before the call, and for a memory the call did not touch.
+    fn at_entry(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        self.read(addr, len)
+    }
+}
+
+/// The memory a call of `spec` made with registers `raw` will overwrite and the decoder shows
+/// as it was passed, read before the call (at its entry stop): (address, bytes) for each
+/// `InOut` descriptor set and timeout.
+pub fn overwritten(spec: &CallSpec, raw: &[u64; 6], mem: &dyn Memory) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (k, a) in spec.args.iter().enumerate() {
+        if a.dir != Dir::InOut || raw[k] == 0 {
+            continue;
+        }
+        let len = match a.kind {
+            Kind::FdSet { nfds } => fd_set_len(raw[usize::from(nfds)]),
+            Kind::Timespec | Kind::Timeval => 16,
+            _ => continue,
+        };
+        if let Some(b) = read_exact(mem, raw[k], len) {
+            out.push((raw[k], b));
+        }
+    }
+    out
 }
 
 /// Every argument of the call `spec` made with registers `raw` that returned `ret` (-1 on
@@ -103,15 +140,63 @@ pub fn fd_of(spec: &CallSpec, raw: &[u64; 6], ret: i64) -> Option<i32> {
 }
 
 /// [`fd_of`], and for poll and ppoll the first `pollfd`'s descriptor, read from memory (the
-/// poll wrapper's event is about it).
+/// poll wrapper's event is about it); for select and pselect6 the first descriptor asked
+/// about, as strace prints the sets (the lowest of readfds, else of writefds, else of
+/// exceptfds).
 pub fn fd_with(spec: &CallSpec, raw: &[u64; 6], ret: i64, mem: &dyn Memory) -> Option<i32> {
     match spec.name {
         "poll" | "ppoll" if raw[1] > 0 => {
             let b = read_exact(mem, raw[0], 4)?;
             Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
         }
+        "select" | "pselect6" => select_fds(raw, mem).into_iter().next(),
         _ => fd_of(spec, raw, ret),
     }
+}
+
+/// The descriptors a select or pselect6 made with `raw` asks about, as they were passed:
+/// readfds', then writefds', then exceptfds' (each in order; the first [`FDSET_SHOWN`] of
+/// each).
+pub fn select_fds(raw: &[u64; 6], mem: &dyn Memory) -> Vec<i32> {
+    let len = fd_set_len(raw[0]);
+    raw[1..4]
+        .iter()
+        .filter(|&&p| p != 0)
+        .filter_map(|&p| mem.at_entry(p, len).filter(|b| b.len() == len))
+        .flat_map(|b| fd_set_fds(&b, raw[0]).0)
+        .collect()
+}
+
+/// The bytes of an `fd_set` of `nfds` bits, in whole longs as the kernel reads it.
+fn fd_set_len(nfds: u64) -> usize {
+    let bits = u64::from(nfds as i32 as u32).min(FDSET_MAX_BITS);
+    (bits.div_ceil(64) * 8) as usize
+}
+
+/// The descriptors below `nfds` set in `b` (the first [`FDSET_SHOWN`]), and whether there
+/// are more.
+fn fd_set_fds(b: &[u8], nfds: u64) -> (Vec<i32>, bool) {
+    let bits = u64::from(nfds as i32 as u32).min(FDSET_MAX_BITS);
+    let mut fds = Vec::new();
+    for fd in 0..bits.min(8 * b.len() as u64) {
+        if b[(fd / 8) as usize] & (1 << (fd % 8)) != 0 {
+            if fds.len() == FDSET_SHOWN {
+                return (fds, true);
+            }
+            fds.push(fd as i32);
+        }
+    }
+    (fds, false)
+}
+
+/// `[3 5]`, as strace prints a descriptor set.
+fn fd_set_text(b: &[u8], nfds: u64) -> String {
+    let (fds, more) = fd_set_fds(b, nfds);
+    let mut list: Vec<String> = fds.iter().map(i32::to_string).collect();
+    if more {
+        list.push("...".into());
+    }
+    format!("[{}]", list.join(" "))
 }
 
 /// The descriptors a successful call made: socket's, accept's, epoll_create1's, openat's,
@@ -173,6 +258,7 @@ impl Cx<'_> {
             Kind::Shutdown => s(shutdown(r as i32)),
             Kind::MsgFlags => s(flags(u64::from(r as u32), MSG_FLAGS)),
             Kind::Msghdr => s(self.msghdr(r)),
+            Kind::Mmsghdr { vlen } => s(self.mmsghdrs(r, self.reg(vlen))),
             Kind::Iov { cnt } => s(self.iov(r, self.reg(cnt), out)),
             Kind::SockLevel => s(level(r as i32)),
             Kind::SockOptName { level } => s(optname(self.reg(level) as i32, r as i32)),
@@ -202,9 +288,10 @@ impl Cx<'_> {
             Kind::Path => s(self.path(r)),
             Kind::Argv => s(self.argv(a.name, r)),
             Kind::PollFds { nfds } => s(self.pollfds(r, self.reg(nfds))),
-            Kind::FdSet { nfds } => s(fd_set_text(self.mem, r, self.reg(nfds))),
-            Kind::Mmsghdrs { vlen } => s(self.mmsghdrs(r, self.reg(vlen))),
-            Kind::Timespec => s(self.timespec(r)),
+            Kind::Timespec => s(self.time(r, a.dir, "tv_nsec")),
+            Kind::Timeval => s(self.time(r, a.dir, "tv_usec")),
+            Kind::FdSet { nfds } => s(self.fd_set(r, self.reg(nfds), a.dir)),
+            Kind::SigsetPair => s(self.sigset_pair(r)),
             Kind::Sigset { len } => s(self.sigset(r, self.reg(len))),
             Kind::EpollCreateFlags => s(flags(u64::from(r as u32), EPOLL_CREATE_FLAGS)),
             Kind::EpollOp => s(epoll_op(r as i32)),
@@ -286,38 +373,13 @@ impl Cx<'_> {
         if recv && !self.ok() {
             return String::new();
         }
-        self.msghdr_at(addr, recv, if recv { self.ret as u64 } else { u64::MAX })
+        // What the data covers: the call's result for recvmsg, every iovec for sendmsg.
+        let left = if recv { self.ret as u64 } else { u64::MAX };
+        self.msghdr_at(addr, recv, left)
     }
 
-    /// `[{msg_hdr={...}, msg_len=2}, ...]`: the messages the call sent or received (as many
-    /// as it returned), each message's data up to its `msg_len` when received.
-    fn mmsghdrs(&self, addr: u64, vlen: u64) -> String {
-        if addr == 0 {
-            return "NULL".into();
-        }
-        if !self.ok() {
-            return String::new();
-        }
-        let recv = self.spec.name == "recvmmsg";
-        let count = (self.ret as u64).min(vlen);
-        let mut msgs = Vec::new();
-        for k in 0..count.min(IOV_SHOWN as u64) {
-            let at = addr.wrapping_add(64 * k);
-            let Some(len) = read_u32(self.mem, at.wrapping_add(56)) else {
-                break;
-            };
-            let left = if recv { u64::from(len) } else { u64::MAX };
-            let hdr = self.msghdr_at(at, recv, left);
-            msgs.push(format!("{{msg_hdr={hdr}, msg_len={len}}}"));
-        }
-        if count > IOV_SHOWN as u64 {
-            msgs.push("...".into());
-        }
-        format!("[{}]", msgs.join(", "))
-    }
-
-    /// One `struct msghdr` at `addr`: `recv`, as the kernel wrote it; its data up to `left`
-    /// bytes.
+    /// The msghdr at `addr`: as the kernel filled it (`recv`), or as the program passed it;
+    /// its data shown up to `left` bytes.
     fn msghdr_at(&self, addr: u64, recv: bool, left: u64) -> String {
         let Some(h) = read_exact(self.mem, addr, 56) else {
             return String::new();
@@ -344,6 +406,84 @@ impl Cx<'_> {
             "{{msg_name={name}, msg_iov={iovs}, msg_iovlen={iovlen}, msg_controllen={controllen}, \
              msg_flags={msg_flags}}}"
         )
+    }
+
+    /// `[{msg_hdr={...}, msg_len=2}, ...]`, as strace prints them: recvmmsg's the messages it
+    /// received (as many as it returned, each's data up to its `msg_len`), sendmmsg's every
+    /// message, with `msg_len` for those it sent.
+    fn mmsghdrs(&self, addr: u64, vlen: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        let recv = self.spec.name == "recvmmsg";
+        if recv && !self.ok() {
+            return String::new();
+        }
+        // The kernel handles at most UIO_MAXIOV of them.
+        let vlen = u64::from(vlen as u32).min(1024);
+        let done = if self.ok() { self.ret as u64 } else { 0 };
+        let count = if recv { done.min(vlen) } else { vlen };
+        let mut list = Vec::new();
+        for k in 0..count.min(MMSG_SHOWN as u64) {
+            // struct mmsghdr: a msghdr (56 bytes), unsigned int msg_len, padding.
+            let at = addr.wrapping_add(64 * k);
+            let msg_len = (k < done)
+                .then(|| read_u32(self.mem, at.wrapping_add(56)))
+                .flatten();
+            let left = if recv {
+                msg_len.map_or(0, u64::from)
+            } else {
+                u64::MAX
+            };
+            let hdr = self.msghdr_at(at, recv, left);
+            list.push(match msg_len {
+                Some(n) => format!("{{msg_hdr={hdr}, msg_len={n}}}"),
+                None => format!("{{msg_hdr={hdr}}}"),
+            });
+        }
+        if count > MMSG_SHOWN as u64 {
+            list.push("...".into());
+        }
+        format!("[{}]", list.join(", "))
+    }
+
+    /// `[3 5]`: the descriptors an `fd_set` of `nfds` bits names as it was passed; for an
+    /// `InOut` set after a call that worked, `-> [5]` too: those the kernel left ready.
+    fn fd_set(&self, addr: u64, nfds: u64, dir: Dir) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        let len = fd_set_len(nfds);
+        if len == 0 {
+            return "[]".into();
+        }
+        let Some(asked) = self.mem.at_entry(addr, len).filter(|b| b.len() == len) else {
+            return String::new();
+        };
+        let asked = fd_set_text(&asked, nfds);
+        if dir != Dir::InOut || !self.ok() {
+            return asked;
+        }
+        match read_exact(self.mem, addr, len) {
+            Some(ready) => format!("{asked} -> {}", fd_set_text(&ready, nfds)),
+            None => asked,
+        }
+    }
+
+    /// pselect6's sixth argument: `{sigmask=[INT], sigsetsize=8}`.
+    fn sigset_pair(&self, addr: u64) -> String {
+        if addr == 0 {
+            return "NULL".into();
+        }
+        match (
+            read_u64(self.mem, addr),
+            read_u64(self.mem, addr.wrapping_add(8)),
+        ) {
+            (Some(ss), Some(len)) => {
+                format!("{{sigmask={}, sigsetsize={len}}}", self.sigset(ss, len))
+            }
+            _ => String::new(),
+        }
     }
 
     /// `[{iov_base="hi", iov_len=2}, ...]`: `count` iovecs at `iov`, their data shown up to
@@ -530,18 +670,23 @@ impl Cx<'_> {
         format!("[{}{more}]", list.join(", "))
     }
 
-    fn timespec(&self, addr: u64) -> String {
+    /// `{tv_sec=2, tv_nsec=500}` (or `tv_usec`, named by `frac`): as the program passed it,
+    /// also when the kernel wrote the time left into it (`InOut`).
+    fn time(&self, addr: u64, dir: Dir, frac: &str) -> String {
         if addr == 0 {
             return "NULL".into();
         }
-        match (
-            read_u64(self.mem, addr),
-            read_u64(self.mem, addr.wrapping_add(8)),
-        ) {
-            (Some(sec), Some(nsec)) => {
-                format!("{{tv_sec={}, tv_nsec={}}}", sec as i64, nsec as i64)
+        let b = if dir == Dir::InOut {
+            self.mem.at_entry(addr, 16)
+        } else {
+            self.mem.read(addr, 16)
+        };
+        match b.filter(|b| b.len() == 16) {
+            Some(b) => {
+                let at = |o: usize| i64::from_ne_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+                format!("{{tv_sec={}, {frac}={}}}", at(0), at(8))
             }
-            _ => String::new(),
+            None => String::new(),
         }
     }
 
@@ -663,33 +808,6 @@ fn ptr(p: u64) -> String {
 }
 
 /// Exactly `len` bytes at `addr` (not NULL), at most [`MAX_READ`].
-/// The descriptors in the `fd_set` at `addr` below `nfds`.
-pub fn fd_set(mem: &dyn Memory, addr: u64, nfds: u64) -> Option<Vec<i32>> {
-    if addr == 0 {
-        return None;
-    }
-    let nfds = nfds.min(libc::FD_SETSIZE as u64) as usize;
-    let bytes = read_exact(mem, addr, nfds.div_ceil(64) * 8)?;
-    Some(
-        (0..nfds)
-            .filter(|&fd| bytes[fd / 8] & (1 << (fd % 8)) != 0)
-            .map(|fd| fd as i32)
-            .collect(),
-    )
-}
-
-/// `[3 5]`, as strace spells an `fd_set`; `NULL` for none.
-fn fd_set_text(mem: &dyn Memory, addr: u64, nfds: u64) -> String {
-    match fd_set(mem, addr, nfds) {
-        None if addr == 0 => "NULL".into(),
-        None => String::new(),
-        Some(fds) => {
-            let fds: Vec<String> = fds.iter().map(i32::to_string).collect();
-            format!("[{}]", fds.join(" "))
-        }
-    }
-}
-
 fn read_exact(mem: &dyn Memory, addr: u64, len: usize) -> Option<Vec<u8>> {
     if addr == 0 || len > MAX_READ {
         return None;
@@ -1139,6 +1257,9 @@ mod tests {
     struct Fake {
         regions: RefCell<Vec<(u64, Vec<u8>)>>,
         cmdline: Option<Vec<u8>>,
+        /// What some addresses held at the call's entry (the tracer's copy), when the
+        /// regions hold what the kernel wrote.
+        entry: Vec<(u64, Vec<u8>)>,
     }
 
     impl Fake {
@@ -1181,6 +1302,13 @@ mod tests {
 
         fn cmdline(&self) -> Option<Vec<u8>> {
             self.cmdline.clone()
+        }
+
+        fn at_entry(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+            match self.entry.iter().find(|(a, _)| *a == addr) {
+                Some((_, b)) => Some(b[..len.min(b.len())].to_vec()),
+                None => self.read(addr, len),
+            }
         }
     }
 
@@ -1841,6 +1969,146 @@ mod tests {
             let nix = nix::sys::socket::AddressFamily::from_i32(d).unwrap();
             assert_eq!(domain(d), names::family(nix));
         }
+    }
+
+    /// An `fd_set` with the descriptors `fds` (one long).
+    fn fd_set(fds: &[u32]) -> u64 {
+        fds.iter().fold(0, |a, &f| a | 1 << f)
+    }
+
+    #[test]
+    fn select_sets_as_passed_and_as_left() {
+        let mut m = Fake::default();
+        let rd = m.put_u64s(&[fd_set(&[4])]);
+        let wr = m.put_u64s(&[0]);
+        let tv = m.put_u64s(&[9, 999_000]);
+        // At entry the program asked about 3 and 5 to read, 4 to write, for 10 s.
+        m.entry = vec![
+            (rd, fd_set(&[3, 5]).to_ne_bytes().to_vec()),
+            (wr, fd_set(&[4]).to_ne_bytes().to_vec()),
+            (
+                tv,
+                [10u64, 0].iter().flat_map(|x| x.to_ne_bytes()).collect(),
+            ),
+        ];
+        let raw = [6, rd, wr, 0, tv, 0];
+        assert_eq!(
+            pairs(&dec("select", raw, 1, &m)),
+            [
+                "nfds=6",
+                "readfds=[3 5] -> [4]",
+                "writefds=[4] -> []",
+                "exceptfds=NULL",
+                "timeout={tv_sec=10, tv_usec=0}"
+            ]
+        );
+        // Failed (or before the call): only what was asked.
+        assert_eq!(
+            pairs(&dec("select", raw, -1, &m))[1..3],
+            ["readfds=[3 5]", "writefds=[4]"]
+        );
+        let spec = find("select").unwrap();
+        assert_eq!(select_fds(&raw, &m), [3, 5, 4]);
+        assert_eq!(fd_with(spec, &raw, 1, &m), Some(3));
+        assert_eq!(fd_of(spec, &raw, 1), None);
+        // Bits at or above nfds are not the call's; an unreadable set reads empty.
+        assert_eq!(
+            pairs(&dec("select", [4, rd, 0xdead_0000, 0, 0, 0], -1, &m))[1..],
+            ["readfds=[3]", "writefds=", "exceptfds=NULL", "timeout=NULL"]
+        );
+        assert_eq!(fd_with(spec, &[0, rd, 0, 0, 0, 0], 0, &m), None);
+
+        let ss = m.put_u64s(&[1 << (libc::SIGINT - 1)]);
+        let pair = m.put_u64s(&[ss, 8]);
+        let ts = m.put_u64s(&[2, 500]);
+        let a = dec("pselect6", [6, rd, 0, 0, ts, pair], 1, &m);
+        assert_eq!(
+            pairs(&a)[1..],
+            [
+                "readfds=[3 5] -> [4]",
+                "writefds=NULL",
+                "exceptfds=NULL",
+                "timeout={tv_sec=2, tv_nsec=500}",
+                "sigmask={sigmask=[INT], sigsetsize=8}"
+            ]
+        );
+        assert_eq!(
+            pairs(&dec("pselect6", [6, rd, 0, 0, 0, 0], 0, &m))[4..],
+            ["timeout=NULL", "sigmask=NULL"]
+        );
+    }
+
+    #[test]
+    fn what_the_kernel_overwrites_is_read_before() {
+        let m = Fake::default();
+        let rd = m.put_u64s(&[fd_set(&[3]), fd_set(&[1])]);
+        let tv = m.put_u64s(&[10, 0]);
+        let spec = find("select").unwrap();
+        let saved = overwritten(spec, &[70, rd, 0, 0, tv, 0], &m);
+        assert_eq!(
+            saved.iter().map(|(a, b)| (*a, b.len())).collect::<Vec<_>>(),
+            [(rd, 16), (tv, 16)],
+            "two longs for 70 bits, the timeval"
+        );
+        assert!(overwritten(find("recvfrom").unwrap(), &[3, rd, 8, 0, rd, tv], &m).is_empty());
+        let s = select_fds(&[70, rd, 0, 0, 0, 0], &m);
+        assert_eq!(s, [3, 65]);
+    }
+
+    /// One `struct mmsghdr`: a msghdr, msg_len, padding.
+    fn mmsghdr(name: u64, namelen: u64, iov: u64, iovlen: u64, msg_len: u32) -> Vec<u8> {
+        let mut b: Vec<u8> = [name, namelen, iov, iovlen, 0, 0, 0]
+            .iter()
+            .flat_map(|x| x.to_ne_bytes())
+            .collect();
+        b.extend_from_slice(&msg_len.to_ne_bytes());
+        b.extend_from_slice(&[0; 4]);
+        b
+    }
+
+    #[test]
+    fn mmsghdr_vectors() {
+        let m = Fake::default();
+        let name = m.put(&sockaddr_in(53, [127, 0, 0, 1]));
+        let d1 = m.put(b"first datagram");
+        let d2 = m.put(b"second one......");
+        let iov1 = m.put_u64s(&[d1, 32]);
+        let iov2 = m.put_u64s(&[d2, 32]);
+        let mut v = mmsghdr(name, 16, iov1, 1, 14);
+        v.extend(mmsghdr(0, 0, iov2, 1, 10));
+        let v = m.put(&v);
+        let a = dec("recvmmsg", [3, v, 2, 0, 0, 0], 2, &m);
+        assert_eq!(
+            pairs(&a),
+            [
+                "fd=3",
+                "msgvec=[{msg_hdr={msg_name=127.0.0.1:53, msg_iov=[{iov_base=\"first datagram\", iov_len=32}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, msg_len=14}, {msg_hdr={msg_name=NULL, msg_iov=[{iov_base=\"second one\", iov_len=32}], msg_iovlen=1, msg_controllen=0, msg_flags=0}, msg_len=10}]",
+                "vlen=2",
+                "flags=0",
+                "timeout=NULL"
+            ]
+        );
+        // One received: only it; failed: nothing.
+        let one = pairs(&dec("recvmmsg", [3, v, 2, 0, 0, 0], 1, &m));
+        assert!(one[1].ends_with("msg_len=14}]"), "{}", one[1]);
+        assert_eq!(
+            pairs(&dec("recvmmsg", [3, v, 2, 0, 0, 0], -1, &m))[1],
+            "msgvec="
+        );
+        // sendmmsg: every message, msg_len for those sent.
+        let a = dec("sendmmsg", [4, v, 2, 0, 0, 0], 1, &m);
+        let text = &pairs(&a)[1];
+        assert!(text.contains("msg_len=14}, {msg_hdr="), "{text}");
+        assert!(
+            text.ends_with("iov_base=\"second one......\", iov_len=32}], msg_iovlen=1, msg_controllen=0, msg_flags=0}}]"),
+            "{text}"
+        );
+        assert_eq!(
+            pairs(&dec("sendmmsg", [4, 0, 2, 0, 0, 0], -1, &m))[1],
+            "msgvec=NULL"
+        );
+        let many = pairs(&dec("sendmmsg", [4, v, 100, 0, 0, 0], -1, &m));
+        assert!(many[1].ends_with(", ...]"), "{}", many[1]);
     }
 
     /// Every row, with registers and memory from a small generator: pointers into garbage,

@@ -158,6 +158,9 @@ pub struct Stopped<'a> {
     follow: std::cell::Cell<bool>,
     /// At an exit stop: socket descriptors whose reads and writes must stop from now on.
     watch: std::cell::RefCell<Vec<RawFd>>,
+    /// At an exit stop: what the call was to overwrite, read at its entry
+    /// ([`args::overwritten`]). None at other stops, where memory is as the call finds it.
+    entry: Option<&'a [(u64, Vec<u8>)]>,
 }
 
 impl<'a> Stopped<'a> {
@@ -167,6 +170,7 @@ impl<'a> Stopped<'a> {
             pidfd,
             follow: std::cell::Cell::new(true),
             watch: std::cell::RefCell::new(Vec::new()),
+            entry: None,
         }
     }
 
@@ -223,14 +227,27 @@ impl args::Memory for Stopped<'_> {
     fn cmdline(&self) -> Option<Vec<u8>> {
         std::fs::read(format!("/proc/{}/cmdline", self.pid)).ok()
     }
+
+    fn at_entry(&self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        let Some(saved) = self.entry else {
+            return Stopped::read(self, addr, len);
+        };
+        // Only what was saved: the memory now holds what the kernel wrote.
+        saved.iter().find_map(|(at, b)| {
+            let off = usize::try_from(addr.checked_sub(*at)?).ok()?;
+            b.get(off..off.checked_add(len)?).map(<[u8]>::to_vec)
+        })
+    }
 }
 
 /// A call between its seccomp stop and its exit stop.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Pending {
     nr: u64,
     args: [u64; 6],
     start_ns: u64,
+    /// What the call will overwrite, as it was at entry ([`args::overwritten`]).
+    saved: Vec<(u64, Vec<u8>)>,
 }
 
 /// One traced thread.
@@ -692,11 +709,13 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
                     let _ = ptrace::cont(pid, None);
                     return;
                 }
+                let saved = saved_at_entry(pid, nr, &args);
                 if let Some(task) = t.tasks.get_mut(&tid) {
                     task.pending = Some(Pending {
                         nr,
                         args,
                         start_ns: record::now_ns(),
+                        saved,
                     });
                 }
                 // On to the exit stop of this call.
@@ -766,11 +785,17 @@ fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopp
         Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
             let listed = t.attached.as_ref().is_some_and(|l| l.contains(&nr))
                 && entering(t, pid, nr, args, seen);
+            let saved = if listed {
+                saved_at_entry(pid, nr, &args)
+            } else {
+                Vec::new()
+            };
             if let Some(task) = t.tasks.get_mut(&tid) {
                 task.pending = listed.then(|| Pending {
                     nr,
                     args,
                     start_ns: record::now_ns(),
+                    saved,
                 });
             }
         }
@@ -805,6 +830,15 @@ fn entering(
         },
     );
     stopped.follow.get()
+}
+
+/// What call `nr` will overwrite and is shown as passed (select's sets), read at its entry.
+fn saved_at_entry(pid: Pid, nr: u64, args: &[u64; 6]) -> Vec<(u64, Vec<u8>)> {
+    let Some(spec) = crate::sys::table::by_nr(nr as i64) else {
+        return Vec::new();
+    };
+    let stopped = Stopped::at(pid, None);
+    args::overwritten(spec, args, &stopped)
 }
 
 /// A call of another ABI (`int 0x80`): reported, not decoded.
@@ -860,7 +894,8 @@ fn exit_stop(
     {
         t.pidfds.insert(proc_pid, fd);
     }
-    let stopped = Stopped::at(pid, t.pidfds.get(&proc_pid));
+    let mut stopped = Stopped::at(pid, t.pidfds.get(&proc_pid));
+    stopped.entry = Some(&p.saved);
     seen(
         &stopped,
         Seen::Call(Call {

@@ -268,9 +268,6 @@ struct Book {
     live: Option<Sender<LiveEvent>>,
     /// Keep the events for the finished timeline (not when only the live view wants them).
     keep: bool,
-    /// The descriptors a select or pselect6 waits on, by thread, read at its entry (the
-    /// kernel overwrites the sets with the ready ones).
-    select_in: HashMap<u32, Vec<i32>>,
     /// `--probe-all`: a probe after every data call, none sampled.
     probe_all: bool,
     /// Step mode: pause before each socket call (until q, end of input or Ctrl-C).
@@ -289,7 +286,6 @@ impl Book {
             owners: Arc::default(),
             live: None,
             keep: true,
-            select_in: HashMap::new(),
             probe_all: false,
             stepping: false,
             answers: LineReader::default(),
@@ -361,13 +357,6 @@ impl Book {
                 {
                     stopped.skip_exit();
                     return;
-                }
-                if matches!(nr as i64, libc::SYS_select | libc::SYS_pselect6) {
-                    let fds = (1..4)
-                        .filter_map(|k| args::fd_set(stopped, args[k], args[0]))
-                        .flatten()
-                        .collect();
-                    self.select_in.insert(tid as u32, fds);
                 }
                 if self.stepping {
                     self.pause(stopped, pid, tid, nr, &args);
@@ -701,23 +690,16 @@ impl Book {
                 .epolls
                 .contains(&(c.args[0] as i32))
                 .then_some(fd),
-            "select" | "pselect6" => {
-                // The event names the first ready socket, else the first one waited on.
-                let watched = self.select_in.remove(&(c.tid as u32)).unwrap_or_default();
-                let ready: Vec<i32> = (1..4)
-                    .filter_map(|k| args::fd_set(mem, c.args[k], c.args[0]))
-                    .flatten()
-                    .collect();
-                let first = ready
-                    .into_iter()
-                    .chain(watched)
-                    .find(|&f| is_socket(self, f));
-                first.map(Some)
-            }
             "poll" | "ppoll" => {
                 // A wait on sockets: the event names the first descriptor, as the wrapper's
                 // does (and strace's line), and the lab looks at it only when it is a socket.
                 let fds = poll_fds(mem, c.args[0], c.args[1]);
+                let any = fds.iter().any(|&f| is_socket(self, f));
+                any.then(|| fd.filter(|&f| is_socket(self, f)))
+            }
+            "select" | "pselect6" => {
+                // The same for the descriptors in the sets, as they were passed.
+                let fds = args::select_fds(&c.args, mem);
                 let any = fds.iter().any(|&f| is_socket(self, f));
                 any.then(|| fd.filter(|&f| is_socket(self, f)))
             }
