@@ -210,3 +210,52 @@ fn a_call_interrupted_by_a_signal_is_seen_ending() {
         "it blocked until the alarm"
     );
 }
+
+/// A file's reads make no stop, even beside a socket, while a socket's reads do: on a number
+/// a file had before, and on a socket received over SCM_RIGHTS (the filters the tracer adds
+/// cover exactly the program's sockets). The program checks the numbers it got.
+#[test]
+fn only_sockets_reads_stop() {
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let script = "import os, socket\n\
+                  f = os.open('/etc/passwd', os.O_RDONLY)\n\
+                  for _ in range(300): os.pread(f, 1, 0); os.read(f, 1)\n\
+                  os.close(f)\n\
+                  s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                  s.bind(('127.0.0.1', 0)); s.connect(s.getsockname())\n\
+                  g = os.open('/etc/passwd', os.O_RDONLY)\n\
+                  for _ in range(300): os.read(g, 1)\n\
+                  os.write(s.fileno(), b'ping'); os.read(s.fileno(), 4)\n\
+                  a, b = socket.socketpair()\n\
+                  files = [os.open('/dev/null', os.O_RDONLY) for _ in range(70)]\n\
+                  socket.send_fds(a, [b'x'], [s.fileno()])\n\
+                  r = socket.recv_fds(b, 1, 1)[1][0]\n\
+                  os.write(s.fileno(), b'pong'); os.read(r, 4)\n\
+                  for _ in range(300): os.read(files[-1], 1)\n\
+                  raise SystemExit(0 if f == s.fileno() and r > 64 else 3)";
+    let nrs = socklab::tracer::session::traced_numbers();
+    let mut reads = Vec::new();
+    let exit = tracer::run(
+        &[python.into_os_string(), "-c".into(), script.into()],
+        &nrs,
+        |_, seen| {
+            if let Seen::Call(c) = seen
+                && c.nr == libc::SYS_read as u64
+            {
+                reads.push((c.args[0] as i32, c.ret));
+            }
+        },
+    )
+    .unwrap();
+    assert_eq!(exit, Exit::Code(0), "the socket took the file's number");
+    // Only the two socket reads stopped: none of the 900 file reads (one on the number the
+    // socket took next), none of the interpreter's own reads at start-up.
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    let (sock, got) = (reads[0], reads[1]);
+    assert_eq!(sock.1, 4);
+    assert_eq!(got.1, 4);
+    assert!(sock.0 >= 3 && got.0 > 64, "{reads:?}");
+}

@@ -439,3 +439,33 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> Result<OwnedFd, Errno> {
     // SAFETY: pidfd_getfd succeeded, so `rc` is a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
 }
+
+/// `ptrace(PTRACE_GETSIGMASK)`: the signals stopped tracee `pid` blocks (nix has no wrapper).
+pub fn ptrace_getsigmask(pid: nix::unistd::Pid) -> Result<u64, Errno> {
+    let mut mask = 0u64;
+    // SAFETY: the kernel writes 8 bytes (the size passed) into `mask`, which outlives the call.
+    let rc = unsafe {
+        libc::ptrace(
+            libc::PTRACE_GETSIGMASK,
+            pid.as_raw(),
+            size_of::<u64>(),
+            &raw mut mask,
+        )
+    };
+    Errno::result(rc).map(|_| mask)
+}
+
+/// `ptrace(PTRACE_SETSIGMASK)`: sets the signals stopped tracee `pid` blocks (the kernel
+/// never blocks SIGKILL or SIGSTOP).
+pub fn ptrace_setsigmask(pid: nix::unistd::Pid, mask: u64) -> Result<(), Errno> {
+    // SAFETY: the kernel reads 8 bytes (the size passed) from `mask`, which outlives the call.
+    let rc = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETSIGMASK,
+            pid.as_raw(),
+            size_of::<u64>(),
+            &raw const mask,
+        )
+    };
+    Errno::result(rc).map(drop)
+}

@@ -7,21 +7,21 @@
 //! ([`seccomp::filter`]) before it execs, so it stops only at the calls the lab wants: at the
 //! seccomp stop the tracer reads the call and its arguments, asks for the exit stop
 //! (`PTRACE_SYSCALL`), and there reads the result. Every other call runs at full speed.
-//! Reads, writes and closes stop only on the descriptors of sockets: the first filter lets
-//! them run, and when a socket of the program gets a descriptor the tracer makes the program
-//! add a filter that stops them on that descriptor's block of 64 (`inject.rs`).
+//! Reads, writes and closes ([`seccomp::GATED`]) stop only on descriptors the filters cover:
+//! at each call that gives the program a socket, the tracer makes it add a filter that covers
+//! that descriptor ([`inject`]), so a file's I/O makes no stop.
 //! Children, threads and execs are followed (`PTRACE_O_TRACEFORK`, `..CLONE`, `..VFORK`,
 //! `..EXEC`), and `PTRACE_O_EXITKILL` ends them all if the lab itself dies.
 
 pub mod args;
 pub mod decode;
 pub mod fds;
-mod inject;
+pub mod inject;
 mod live;
 pub mod seccomp;
 pub mod session;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::{CString, OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -156,8 +156,6 @@ pub struct Stopped<'a> {
     pidfd: Option<&'a OwnedFd>,
     /// At an entry stop: follow the call to its exit stop (the default).
     follow: std::cell::Cell<bool>,
-    /// At an exit stop: socket descriptors whose reads and writes must stop from now on.
-    watch: std::cell::RefCell<Vec<RawFd>>,
     /// At an exit stop: what the call was to overwrite, read at its entry
     /// ([`args::overwritten`]). None at other stops, where memory is as the call finds it.
     entry: Option<&'a [(u64, Vec<u8>)]>,
@@ -169,17 +167,7 @@ impl<'a> Stopped<'a> {
             pid,
             pidfd,
             follow: std::cell::Cell::new(true),
-            watch: std::cell::RefCell::new(Vec::new()),
             entry: None,
-        }
-    }
-
-    /// At [`Seen::Call`]: `fd` is a socket, so the program's reads, writes and close on it
-    /// must stop (the filter it started with lets them run on descriptors not known as
-    /// sockets; the tracer adds one for this descriptor's block if needed).
-    pub fn watch_fd(&self, fd: RawFd) {
-        if fd >= 0 {
-            self.watch.borrow_mut().push(fd);
         }
     }
 
@@ -246,6 +234,8 @@ struct Pending {
     nr: u64,
     args: [u64; 6],
     start_ns: u64,
+    /// Asked for by the caller (else stopped at only to cover the sockets it makes).
+    report: bool,
     /// What the call will overwrite, as it was at entry ([`args::overwritten`]).
     saved: Vec<(u64, Vec<u8>)>,
 }
@@ -274,24 +264,22 @@ struct Tracees {
     attached: Option<HashSet<u64>>,
     /// Seized tasks whose first stop has not come yet ([`Seen::Attached`] at none).
     unsettled: usize,
-    /// The calls that stop only on a socket's descriptor ([`BY_FD`] as traced; empty when
-    /// attached: every call stops then).
-    by_fd: Vec<u32>,
-    /// Per process, the blocks of descriptors ([`seccomp::FD_BLOCK`]) its filters stop
-    /// `by_fd` calls on.
-    covered: HashMap<i32, HashSet<u32>>,
-    /// A filter could not be added (said once).
-    inject_failed: bool,
+    /// Launched: the calls to report (the filter also stops at [`seccomp::SOURCES`]).
+    reported: HashSet<u64>,
+    /// The gated calls asked for ([`seccomp::GATED`]): they stop only on covered descriptors.
+    gated: Vec<u32>,
+    /// What each process's filters cover, by process id.
+    covers: HashMap<i32, seccomp::Cover>,
+    /// Filters a process still lacks (forked while its parent got one): added at its next
+    /// exit stop.
+    owed: HashMap<i32, Vec<Vec<(u32, u32)>>>,
+    /// Processes no filter is added to any more (one of their own, or a failed injection).
+    unfiltered: HashSet<i32>,
+    /// `Seccomp_filters` of a launched process before any is added (None: not shown).
+    base_filters: Option<usize>,
+    /// Statuses an injection waited for that were not its own, handled next.
+    deferred: VecDeque<WaitStatus>,
 }
-
-/// The calls on any descriptor that a launched program's filter stops only on sockets'.
-const BY_FD: [i64; 5] = [
-    libc::SYS_read,
-    libc::SYS_write,
-    libc::SYS_readv,
-    libc::SYS_writev,
-    libc::SYS_close,
-];
 
 impl Tracees {
     /// Detaches every task (`PTRACE_INTERRUPT`, then `PTRACE_DETACH` at its stop), leaving
@@ -414,16 +402,25 @@ pub fn run(
         .iter()
         .map(|a| cstr(a))
         .collect::<Result<Vec<_>, _>>()?;
-    // Reads, writes and closes stop only on sockets' descriptors: at first those of sockets
-    // the program inherits from socklab, then each block a socket of it gets (inject.rs).
-    let (by_fd, base): (Vec<u32>, Vec<u32>) =
-        nrs.iter().partition(|&&nr| BY_FD.contains(&i64::from(nr)));
-    let inherited = inherited_socket_blocks();
-    let ranges: Vec<(u32, u32)> = inherited
+    let gated: Vec<u32> = nrs
         .iter()
-        .map(|&b| (b * seccomp::FD_BLOCK, (b + 1) * seccomp::FD_BLOCK - 1))
+        .copied()
+        .filter(|&n| seccomp::gated_args(n).is_some())
         .collect();
-    let filter = seccomp::filter(&base, &by_fd, &ranges);
+    let mut always: Vec<u32> = nrs.iter().copied().filter(|n| !gated.contains(n)).collect();
+    if !gated.is_empty() {
+        for &n in seccomp::SOURCES {
+            if !always.contains(&(n as u32)) {
+                always.push(n as u32);
+            }
+        }
+    }
+    // The sockets the child keeps across exec are covered from the start.
+    let cover = seccomp::Cover::inherited(&inject::inherited_sockets());
+    let ranges: Vec<(u32, u32)> = cover.ranges().copied().collect();
+    let filter = seccomp::filter(&always, &gated, &ranges, true)
+        .or_else(|| seccomp::filter(&always, &gated, &[(0, u32::MAX)], true))
+        .ok_or_else(|| Error::Other("run: too many calls for one seccomp filter".into()))?;
 
     ffi::catch_interrupts().map_err(|e| Error::sys("sigaction", "SIGINT", e))?;
     let (child, errpipe) = ffi::spawn_traced(&c_path, &c_argv, &filter)
@@ -441,9 +438,13 @@ pub fn run(
         pidfds: HashMap::new(),
         attached: None,
         unsettled: 0,
-        by_fd,
-        covered: HashMap::from([(child.as_raw(), inherited)]),
-        inject_failed: false,
+        reported: nrs.iter().map(|&n| u64::from(n)).collect(),
+        gated,
+        covers: HashMap::from([(child.as_raw(), cover)]),
+        owed: HashMap::new(),
+        unfiltered: HashSet::new(),
+        base_filters: inject::filter_count(std::process::id() as i32).map(|n| n + 1),
+        deferred: VecDeque::new(),
     };
 
     // The child's own SIGSTOP, before its filter and exec.
@@ -522,9 +523,13 @@ pub fn attach(
         pidfds: HashMap::new(),
         attached: Some(nrs.iter().map(|&n| u64::from(n)).collect()),
         unsettled: 0,
-        by_fd: Vec::new(),
-        covered: HashMap::new(),
-        inject_failed: false,
+        reported: HashSet::new(),
+        gated: Vec::new(),
+        covers: HashMap::new(),
+        owed: HashMap::new(),
+        unfiltered: HashSet::new(),
+        base_filters: None,
+        deferred: VecDeque::new(),
     };
     let opts = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACECLONE
@@ -610,6 +615,12 @@ fn trace_loop(
             let _ = signal::kill(t.main, Signal::SIGINT);
             stopping = Some(Instant::now());
         }
+        if let Some(status) = t.deferred.pop_front() {
+            if let Some(exit) = step(t, status, seen) {
+                main_exit = Some(exit);
+            }
+            continue;
+        }
         let flags = if stopping.is_some() {
             WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD | WaitPidFlag::WNOHANG
         } else {
@@ -661,15 +672,12 @@ fn step(
             let _ = ptrace::syscall(pid, None);
             None
         }
-        WaitStatus::PtraceSyscall(pid) => match exit_stop(t, pid, seen) {
-            // It ended while its filter was being extended.
-            Some(WaitStatus::Exited(pid, code)) => ended(t, pid, Exit::Code(code), seen),
-            Some(WaitStatus::Signaled(pid, sig, _)) => ended(t, pid, Exit::Signal(sig), seen),
-            _ => {
-                let _ = ptrace::cont(pid, None);
-                None
+        WaitStatus::PtraceSyscall(pid) => {
+            if let Some(sig) = exit_stop(t, pid, seen) {
+                let _ = ptrace::cont(pid, sig);
             }
-        },
+            None
+        }
         WaitStatus::Stopped(pid, sig) => {
             signal_stop(t, pid, sig);
             None
@@ -704,18 +712,25 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         }
         match ffi::syscall_stop(pid) {
             Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
-                if !entering(t, pid, nr, args, seen) {
-                    // Of no interest: on without an exit stop.
+                let report = t.reported.contains(&nr);
+                // A call of no interest (a read of a file) goes on without an exit stop;
+                // one stopped at only for the sockets it makes (dup) is followed unreported.
+                if report && !entering(t, pid, nr, args, seen) {
                     let _ = ptrace::cont(pid, None);
                     return;
                 }
-                let saved = saved_at_entry(pid, nr, &args);
+                let saved = if report {
+                    saved_at_entry(pid, nr, &args)
+                } else {
+                    Vec::new()
+                };
                 if let Some(task) = t.tasks.get_mut(&tid) {
                     task.pending = Some(Pending {
                         nr,
                         args,
                         start_ns: record::now_ns(),
                         saved,
+                        report,
                     });
                 }
                 // On to the exit stop of this call.
@@ -744,9 +759,7 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
             });
             task.pid = new_pid;
             if new_pid != proc_pid {
-                // A child process has its parent's filters.
-                let parents = t.covered.get(&proc_pid).cloned().unwrap_or_default();
-                t.covered.insert(new_pid, parents);
+                inherit_cover(t, proc_pid, new_pid);
             }
             let stopped = Stopped::at(pid, None);
             seen(
@@ -796,12 +809,13 @@ fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopp
                     args,
                     start_ns: record::now_ns(),
                     saved,
+                    report: true,
                 });
             }
         }
         Ok(SyscallStop::Entry { arch, nr, .. }) => foreign(t, pid, arch, nr, seen),
         Ok(SyscallStop::Exit { .. }) => {
-            // No filter when attached, so nothing is added and nothing ends here.
+            // No filter when attached: nothing is added, the task goes on as the loop says.
             let _ = exit_stop(t, pid, seen);
         }
         Ok(SyscallStop::Other) | Err(_) => {}
@@ -857,17 +871,23 @@ fn foreign(t: &Tracees, pid: Pid, arch: u32, nr: u64, seen: &mut impl FnMut(&Sto
     );
 }
 
+/// A call's exit stop: reports it, covers the sockets it made. Returns how to resume the
+/// task (None: not from here, an injection left its status to handle next).
 fn exit_stop(
     t: &mut Tracees,
     pid: Pid,
     seen: &mut impl FnMut(&Stopped<'_>, Seen),
-) -> Option<WaitStatus> {
+) -> Option<Option<Signal>> {
     let tid = pid.as_raw();
-    let task = t.tasks.get_mut(&tid)?;
-    let p = task.pending.take()?;
+    let Some(task) = t.tasks.get_mut(&tid) else {
+        return Some(None);
+    };
+    let Some(p) = task.pending.take() else {
+        return Some(None);
+    };
     let proc_pid = task.pid;
     let Ok(SyscallStop::Exit { rval, is_error }) = ffi::syscall_stop(pid) else {
-        return None;
+        return Some(None);
     };
     let end_ns = record::now_ns();
     let (ret, errno) = if is_error {
@@ -896,98 +916,141 @@ fn exit_stop(
     }
     let mut stopped = Stopped::at(pid, t.pidfds.get(&proc_pid));
     stopped.entry = Some(&p.saved);
-    seen(
-        &stopped,
-        Seen::Call(Call {
-            pid: proc_pid,
-            tid,
-            nr: p.nr,
-            args: p.args,
-            ret,
-            errno,
-            restart,
-            start_ns: p.start_ns,
-            end_ns,
-        }),
-    );
-    let mut watch = stopped.watch.take();
-    // New sockets are watched whatever the callback said.
-    if !is_error {
-        match p.nr as i64 {
-            libc::SYS_socket | libc::SYS_accept | libc::SYS_accept4 => watch.push(rval as RawFd),
-            libc::SYS_socketpair => {
-                if let Some(b) = stopped.read(p.args[3], 8).filter(|b| b.len() == 8) {
-                    watch.push(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
-                    watch.push(i32::from_ne_bytes([b[4], b[5], b[6], b[7]]));
-                }
-            }
-            _ => {}
-        }
+    if p.report {
+        seen(
+            &stopped,
+            Seen::Call(Call {
+                pid: proc_pid,
+                tid,
+                nr: p.nr,
+                args: p.args,
+                ret,
+                errno,
+                restart,
+                start_ns: p.start_ns,
+                end_ns,
+            }),
+        );
     }
-    drop(stopped);
-    cover(t, pid, proc_pid, &watch)
+    if t.attached.is_some() || t.gated.is_empty() {
+        return Some(None);
+    }
+    let fds = new_sockets(proc_pid, &p, ret, &stopped);
+    cover(t, pid, proc_pid, &fds)
 }
 
-/// Makes sure the filters of process `proc_pid` stop reads and writes on each socket
-/// descriptor in `fds`, adding one (through task `pid`, at its exit stop) for each block not
-/// covered yet. Returns how the task ended if it did meanwhile.
-fn cover(t: &mut Tracees, pid: Pid, proc_pid: i32, fds: &[RawFd]) -> Option<WaitStatus> {
-    if t.by_fd.is_empty() {
-        return None;
+/// The sockets a finished call gave process `pid` (socket, accept, socketpair, a dup of a
+/// socket, SCM_RIGHTS).
+fn new_sockets(pid: i32, p: &Pending, ret: i64, mem: &Stopped<'_>) -> Vec<u32> {
+    if ret < 0 {
+        return Vec::new();
     }
-    for &fd in fds {
-        let block = fd as u32 / seccomp::FD_BLOCK;
-        if t.covered.get(&proc_pid).is_some_and(|c| c.contains(&block)) {
-            continue;
-        }
-        let prog = seccomp::fd_filter(&t.by_fd, block);
-        match inject::add_filter(pid, Pid::from_raw(proc_pid), &prog) {
-            Ok(()) => {}
-            Err(inject::InjectError::Ended(how)) => return Some(how),
-            Err(inject::InjectError::Failed(why)) => {
-                if !std::mem::replace(&mut t.inject_failed, true) {
-                    eprintln!(
-                        "socklab: could not extend process {proc_pid}'s seccomp filter to descriptor {fd} ({why}): its reads and writes on that socket may be missing"
-                    );
-                }
+    let fds = match p.nr as i64 {
+        libc::SYS_socket | libc::SYS_accept | libc::SYS_accept4 => return vec![ret as u32],
+        libc::SYS_socketpair => match mem.read(p.args[3], 8) {
+            Some(b) if b.len() == 8 => {
+                let fd = |k: usize| i32::from_ne_bytes([b[k], b[k + 1], b[k + 2], b[k + 3]]);
+                vec![fd(0), fd(4)]
             }
+            _ => Vec::new(),
+        },
+        libc::SYS_dup | libc::SYS_dup2 | libc::SYS_dup3 | libc::SYS_pidfd_getfd => {
+            vec![ret as i32]
         }
-        // Tried once per block: a failure would fail again.
-        t.covered.entry(proc_pid).or_default().insert(block);
-    }
-    None
-}
-
-/// The blocks ([`seccomp::FD_BLOCK`]) of socklab's own descriptors that are sockets, which a
-/// launched program inherits (a socket on stdin, as inetd gives).
-fn inherited_socket_blocks() -> HashSet<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return HashSet::new();
+        libc::SYS_fcntl if matches!(p.args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => {
+            vec![ret as i32]
+        }
+        libc::SYS_recvmsg => inject::received_fds(&|a, n| mem.read(a, n), p.args[1]),
+        _ => Vec::new(),
     };
-    dir.filter_map(|e| {
-        let e = e.ok()?;
-        let fd: u32 = e.file_name().to_str()?.parse().ok()?;
-        let link = std::fs::read_link(e.path()).ok()?;
-        // Close-on-exec ones (socklab's own capture, netlink) stay behind.
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
-        let flags = info
-            .lines()
-            .find_map(|l| l.strip_prefix("flags:"))
-            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())?;
-        let cloexec = flags & libc::O_CLOEXEC as u32 != 0;
-        (link.to_str()?.starts_with("socket:") && !cloexec).then_some(fd / seccomp::FD_BLOCK)
-    })
-    .collect()
+    fds.into_iter()
+        .filter(|&fd| inject::is_socket(pid, fd))
+        .map(|fd| fd as u32)
+        .collect()
+}
+
+/// Adds a filter to process `proc_pid` (through its thread `pid`, at an exit stop) so that
+/// the gated calls stop on `fds` too, and any it still owes. Returns how to resume the task,
+/// as [`exit_stop`] does.
+fn cover(t: &mut Tracees, pid: Pid, proc_pid: i32, fds: &[u32]) -> Option<Option<Signal>> {
+    let mut plans = t.owed.remove(&proc_pid).unwrap_or_default();
+    let plan = t.covers.entry(proc_pid).or_default().plan(fds);
+    if !plan.is_empty() {
+        plans.push(plan);
+    }
+    let mut resume_sig = None;
+    for plan in plans {
+        if t.unfiltered.contains(&proc_pid) {
+            break;
+        }
+        let cover = t.covers.entry(proc_pid).or_default();
+        // A filter of the program's own (a sandbox's) may forbid seccomp(): ours only.
+        let expected = t.base_filters.map(|b| b + cover.added());
+        let prog = seccomp::filter(&[], &t.gated, &plan, false);
+        let (Some(prog), true) = (prog, inject::filter_count(pid.as_raw()) == expected) else {
+            t.unfiltered.insert(proc_pid);
+            break;
+        };
+        let flags = libc::SECCOMP_FILTER_FLAG_TSYNC;
+        match inject::add_filter(pid, &prog, flags) {
+            inject::Outcome::Ran(0, sig) => {
+                cover.add(&plan);
+                resume_sig = resume_sig.or(sig);
+            }
+            inject::Outcome::Ran(_, sig) => {
+                // A thread with a filter of its own (TSYNC's answer), or no memory left.
+                resume_sig = resume_sig.or(sig);
+                t.unfiltered.insert(proc_pid);
+            }
+            inject::Outcome::Refused(_) => {
+                t.unfiltered.insert(proc_pid);
+            }
+            inject::Outcome::Lost(status) => {
+                t.deferred.push_back(status);
+                return None;
+            }
+        }
+    }
+    Some(resume_sig)
+}
+
+/// A forked child runs under the filters its parent had at the fork: those the tracer had
+/// added by then, or fewer (one added while the fork ran), which it then owes.
+fn inherit_cover(t: &mut Tracees, parent: i32, child: i32) {
+    if t.covers.contains_key(&child) {
+        // Seen at its first stop already.
+        return;
+    }
+    let Some(mut cover) = t.covers.get(&parent).cloned() else {
+        return;
+    };
+    if t.unfiltered.contains(&parent) {
+        t.unfiltered.insert(child);
+    }
+    if let (Some(base), Some(n)) = (t.base_filters, inject::filter_count(child))
+        && n >= base
+        && n - base < cover.added()
+    {
+        let owed = cover.truncate(n - base);
+        t.owed.insert(child, owed);
+    }
+    t.covers.insert(child, cover);
 }
 
 fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
     let tid = pid.as_raw();
     if let std::collections::hash_map::Entry::Vacant(slot) = t.tasks.entry(tid) {
         // A new task's first stop can come before its parent's fork event.
+        let proc_pid = tgid(tid).unwrap_or(tid);
         slot.insert(Task {
-            pid: tgid(tid).unwrap_or(tid),
+            pid: proc_pid,
             ..Task::default()
         });
+        if proc_pid == tid
+            && let Some(parent) = status_field(tid, "PPid:")
+        {
+            inherit_cover(t, parent, tid);
+        }
         if sig == Signal::SIGSTOP {
             let _ = ptrace::cont(pid, None);
             return;
@@ -1040,7 +1103,9 @@ fn ended(
     let task = t.tasks.remove(&tid)?;
     if task.pid == tid {
         t.pidfds.remove(&tid);
-        t.covered.remove(&tid);
+        t.covers.remove(&tid);
+        t.owed.remove(&tid);
+        t.unfiltered.remove(&tid);
     }
     let stopped = Stopped::at(pid, None);
     seen(
@@ -1079,9 +1144,14 @@ fn settled(t: &mut Tracees, tid: i32, seen: &mut impl FnMut(&Stopped<'_>, Seen))
 
 /// The thread group of task `tid` (`Tgid:` in `/proc/TID/status`).
 fn tgid(tid: i32) -> Option<i32> {
+    status_field(tid, "Tgid:")
+}
+
+/// A number in `/proc/TID/status` (`Tgid:`, `PPid:`).
+fn status_field(tid: i32, key: &str) -> Option<i32> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("Tgid:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().parse().ok())
 }

@@ -555,12 +555,6 @@ impl Book {
                 self.learn_port(pid, c.start_ns, &info);
             }
         }
-        // The program's reads and writes on its sockets must stop from now on.
-        for &f in new_fds.iter().chain(fd.as_slice()) {
-            if self.proc_mut(pid).fds.get(f).is_some() {
-                stopped.watch_fd(f);
-            }
-        }
         if spec.name == "connect"
             && let Some(bytes) = stopped.read(c.args[1], (c.args[2] as usize).min(128))
             && let Ok(target) = super::decode::sockaddr(&bytes).parse::<SocketAddr>()
