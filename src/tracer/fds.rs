@@ -43,6 +43,12 @@ impl FdCache {
         self.known.remove(&(pid, fd));
     }
 
+    /// Forgets descriptors `first..=last` of `pid` (close_range).
+    pub fn forget_range(&mut self, pid: i32, first: u32, last: u32) {
+        self.known
+            .retain(|&(p, fd), _| p != pid || !(first..=last).contains(&(fd as u32)));
+    }
+
     /// Gives process `child` what its parent knew: fork copies the descriptor table.
     pub fn inherit(&mut self, parent: i32, child: i32) {
         let copied: Vec<_> = self

@@ -449,6 +449,18 @@ impl Book {
         let new_fds = args::new_fds(spec, &c.args, c.ret, stopped);
         for &fd in &new_fds {
             self.kinds.forget(c.pid, fd);
+            // The number holds something new (a dup2 may put a file where a socket was).
+            self.proc_mut(pid).fds.remove(fd);
+        }
+        if spec.name == "close_range"
+            && c.errno.is_none()
+            && c.args[2] & u64::from(libc::CLOSE_RANGE_CLOEXEC) == 0
+        {
+            let (first, last) = (c.args[0] as u32, c.args[1] as u32);
+            self.kinds.forget_range(c.pid, first, last);
+            let closed = |fd: i32| (first..=last).contains(&(fd as u32));
+            self.proc_mut(pid).fds.retain(|fd| !closed(fd));
+            self.proc_mut(pid).epolls.retain(|&fd| !closed(fd));
         }
         let fd = args::fd_with(spec, &c.args, c.ret, stopped);
         let Some(fd) = self.concerns(spec, c, fd, &new_fds, stopped) else {
