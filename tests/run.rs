@@ -163,16 +163,7 @@ fn a_forking_servers_children_are_followed() {
     ]);
     let proc = Proc::spawn(cmd);
     for msg in ["one", "two"] {
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        let mut s = loop {
-            match TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())) {
-                Ok(s) => break s,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("connect: {e}"),
-            }
-        };
+        let mut s = util::connect_when_listening(port.parse().unwrap());
         s.write_all(msg.as_bytes()).unwrap();
         s.shutdown(std::net::Shutdown::Write).unwrap();
         let mut back = String::new();
@@ -566,16 +557,7 @@ fn a_busy_connections_probes_are_sampled_unless_probe_all() {
             .args(["--quiet", "server", "--model", "epoll", "--mode", "echo"])
             .args(["--count", "1", "-p", &port.to_string()]);
         let proc = Proc::spawn(cmd);
-        let deadline = std::time::Instant::now() + TIMEOUT;
-        let mut s = loop {
-            match TcpStream::connect(("127.0.0.1", port)) {
-                Ok(s) => break s,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("connect: {e}"),
-            }
-        };
+        let mut s = util::connect_when_listening(port);
         for _ in 0..ROUNDS {
             s.write_all(b"x").unwrap();
             let mut b = [0u8; 1];

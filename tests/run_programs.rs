@@ -87,6 +87,22 @@ fn run(global: &[&str], program: &[&str]) -> (Finished, u32) {
     (proc.finish(), pid)
 }
 
+/// `socklab --json run` of C fixture `source` compiled with `flags`, which must exit with
+/// `code` (`why` says what that proves); None when no C compiler is there (skipped).
+fn run_c(
+    dir: &TempDir,
+    source: &str,
+    flags: &[&str],
+    code: i32,
+    why: &str,
+) -> Option<(Finished, u32)> {
+    let exe = compile(dir, source, flags)?;
+    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(code), "{why}\n{}", f.stderr);
+    Some((f, socklab))
+}
+
 /// Nothing of the run is left: no process whose arguments mention `mark` (a path of the
 /// test's own), no tracefs instance of socklab's pid.
 fn assert_nothing_left(socklab: u32, mark: &str) {
@@ -273,17 +289,10 @@ fn pythons_http_server_and_urllib() {
 #[test]
 fn a_c_program_with_poll_accept4_sendmsg_recvmsg() {
     let dir = TempDir::new("pollmsg");
-    let Some(exe) = compile(&dir, "run_pollmsg.c", &["-O1"]) else {
+    let Some((f, socklab)) = run_c(&dir, "run_pollmsg.c", &["-O1"], 0, "the exchange worked")
+    else {
         return;
     };
-    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
-    assert_no_panic(&f.stderr);
-    assert_eq!(
-        f.status.code(),
-        Some(0),
-        "the exchange worked\n{}",
-        f.stderr
-    );
     let evs = f.events();
     let server = pid_of(&evs, "listen");
     let client = pid_of(&evs, "connect");
@@ -377,17 +386,15 @@ fn fields<'a>(text: &'a str, field: &str) -> Vec<&'a str> {
 #[test]
 fn a_c_program_with_select_mmsg_and_epoll_pwait2() {
     let dir = TempDir::new("select");
-    let Some(exe) = compile(&dir, "run_select_mmsg.c", &["-O1"]) else {
+    let Some((f, socklab)) = run_c(
+        &dir,
+        "run_select_mmsg.c",
+        &["-O1"],
+        0,
+        "every call returned what the program expected",
+    ) else {
         return;
     };
-    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
-    assert_no_panic(&f.stderr);
-    assert_eq!(
-        f.status.code(),
-        Some(0),
-        "every call returned what the program expected\n{}",
-        f.stderr
-    );
     let evs = f.events();
     let server = pid_of(&evs, "listen");
     let (_, listen) = calls_of(&evs, server, "listen")[0];
@@ -663,17 +670,15 @@ fn a_static_binary_is_traced() {
 #[test]
 fn a_32_bit_call_is_reported_as_foreign() {
     let dir = TempDir::new("foreign");
-    let Some(exe) = compile(&dir, "run_foreign.c", &[]) else {
+    let Some((f, socklab)) = run_c(
+        &dir,
+        "run_foreign.c",
+        &[],
+        0,
+        "i386's getpid returned the pid",
+    ) else {
         return;
     };
-    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
-    assert_no_panic(&f.stderr);
-    assert_eq!(
-        f.status.code(),
-        Some(0),
-        "i386's getpid returned the pid\n{}",
-        f.stderr
-    );
     let evs = f.events();
     let pid = pid_of(&evs, "socket");
     let foreign = notes_of(&evs, pid, "proc.foreign");
@@ -735,17 +740,15 @@ fn a_program_killed_by_sigkill() {
 #[test]
 fn a_thousand_children_are_followed_and_reaped() {
     let dir = TempDir::new("fork1000");
-    let Some(exe) = compile(&dir, "run_fork1000.c", &["-O1"]) else {
+    let Some((f, socklab)) = run_c(
+        &dir,
+        "run_fork1000.c",
+        &["-O1"],
+        0,
+        "all 1000 reaped with status 0",
+    ) else {
         return;
     };
-    let (f, socklab) = run(&["--json"], &[&exe.display().to_string()]);
-    assert_no_panic(&f.stderr);
-    assert_eq!(
-        f.status.code(),
-        Some(0),
-        "all 1000 reaped with status 0\n{}",
-        f.stderr
-    );
     let evs = f.events();
     let children: BTreeSet<u32> = evs
         .iter()

@@ -5,13 +5,13 @@
 //! Read first: seccomp(2) (`SECCOMP_SET_MODE_FILTER`, `SECCOMP_FILTER_FLAG_TSYNC`), ptrace(2)
 //! (`PTRACE_GETREGS`, `PTRACE_SETSIGMASK`), the x86_64 `syscall` instruction (2 bytes, `0f 05`).
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 
 use libc::sock_filter;
 use nix::errno::Errno;
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
-use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
+use nix::sys::uio::{RemoteIoVec, process_vm_writev};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
@@ -127,14 +127,11 @@ pub fn add_filter(pid: Pid, prog: &[sock_filter], flags: u64) -> Outcome {
     }
 }
 
+/// `len` bytes of the tracee's memory at `addr`, all of them or none.
 fn read(pid: Pid, addr: u64, len: usize) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let remote = [RemoteIoVec {
-        base: addr as usize,
-        len,
-    }];
-    let n = process_vm_readv(pid, &mut [IoSliceMut::new(&mut buf)], &remote).ok()?;
-    (n == len).then_some(buf)
+    super::Stopped::at(pid, None)
+        .read(addr, len)
+        .filter(|b| b.len() == len)
 }
 
 fn write(pid: Pid, addr: u64, bytes: &[u8]) -> Result<(), Errno> {

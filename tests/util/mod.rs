@@ -49,6 +49,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A connection to 127.0.0.1:`port`, retried while nothing listens there yet (a server
+/// still starting); panics after `TIMEOUT`.
+pub fn connect_when_listening(port: u16) -> std::net::TcpStream {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("connect to port {port}: {e}"),
+        }
+    }
+}
+
 /// The Python interpreter `python3` on PATH runs, if there is one (else the caller skips:
 /// see [`skip`]). A launcher such as pyenv's shim is looked through (its own processes would
 /// be on a traced program's timeline), by asking the interpreter for `sys.executable`.
