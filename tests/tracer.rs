@@ -244,7 +244,15 @@ fn only_sockets_reads_stop() {
     let nrs = socklab::tracer::session::traced_numbers();
     let mut reads = Vec::new();
     let exit = tracer::run(
-        &[python.into_os_string(), "-c".into(), script.into()],
+        // With a HOME, the interpreter looks up no user (a lookup tries nscd's socket, which
+        // would take fd 3 before the file does).
+        &[
+            "env".into(),
+            "HOME=/".into(),
+            python.into_os_string(),
+            "-c".into(),
+            script.into(),
+        ],
         &nrs,
         |_, seen| {
             if let Seen::Call(c) = seen
