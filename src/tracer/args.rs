@@ -155,7 +155,7 @@ pub fn fd_with(spec: &CallSpec, raw: &[u64; 6], ret: i64, mem: &dyn Memory) -> O
 }
 
 /// The descriptors a select or pselect6 made with `raw` asks about, as they were passed:
-/// readfds', then writefds', then exceptfds' (each in order; the first [`FDSET_SHOWN`] of
+/// readfds', then writefds', then exceptfds' (each in order; the first `FDSET_SHOWN` of
 /// each).
 pub fn select_fds(raw: &[u64; 6], mem: &dyn Memory) -> Vec<i32> {
     let len = fd_set_len(raw[0]);
@@ -173,7 +173,7 @@ fn fd_set_len(nfds: u64) -> usize {
     (bits.div_ceil(64) * 8) as usize
 }
 
-/// The descriptors below `nfds` set in `b` (the first [`FDSET_SHOWN`]), and whether there
+/// The descriptors below `nfds` set in `b` (the first `FDSET_SHOWN`), and whether there
 /// are more.
 fn fd_set_fds(b: &[u8], nfds: u64) -> (Vec<i32>, bool) {
     let bits = u64::from(nfds as i32 as u32).min(FDSET_MAX_BITS);

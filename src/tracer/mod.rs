@@ -377,10 +377,10 @@ fn is_executable(p: &Path) -> bool {
 
 /// Runs `argv` under the tracer, stopping at the syscalls numbered `nrs`, and hands each
 /// thing seen to `seen` (a finished call with its tracee still stopped, so the observer can
-/// probe its socket). Of read, write, readv, writev and close, only those on a socket's
-/// descriptor stop: one a call made (socket, accept, socketpair) or one the callback names
-/// with [`Stopped::watch_fd`] (a dup of a socket). Returns how the launched process ended once every process it started
-/// has ended too.
+/// probe its socket). The calls of [`seccomp::GATED`] stop only on sockets' descriptors: those
+/// the program inherits, and each one a call gives it (socket, accept, socketpair, a dup of a
+/// socket, SCM_RIGHTS), which the tracer finds at that call's exit. Returns how the launched
+/// process ended once every process it started has ended too.
 ///
 /// Ctrl-C (SIGINT or SIGTERM to the lab) sends SIGINT to the launched process, and SIGKILL to
 /// all that is left after [`STOP_GRACE`] or at a second Ctrl-C.

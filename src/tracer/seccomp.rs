@@ -220,7 +220,7 @@ impl Cover {
 
     /// The ranges a new filter should cover so that `fds` stop too (empty: they already do):
     /// the descriptors themselves for the first few filters, then blocks, then everything, so
-    /// that a process never runs more than [`MOST`] added filters.
+    /// that a process never runs more than `MOST` added filters.
     pub fn plan(&self, fds: &[u32]) -> Vec<(u32, u32)> {
         let new: Vec<u32> = fds.iter().copied().filter(|&f| !self.covers(f)).collect();
         if new.is_empty() {
