@@ -304,3 +304,46 @@ fn tcp_handshake_on_ipv6_loopback() {
         ]
     );
 }
+
+/// A capture whose ports are learned as it runs (`socklab run`): it keeps nothing of a port
+/// until the port is added, and the whole exchange once it is.
+#[test]
+fn a_watched_capture_keeps_a_port_from_when_it_is_added() {
+    use socklab::observe::capture::{Interface, PortWatch};
+    let watch = PortWatch::new();
+    let cap = match Capture::start_watched(&Interface::loopback(), &watch, None) {
+        Ok(c) => c,
+        Err(ObserveError::NeedsPrivilege(what)) => {
+            util::skip(&format!("needs root ({what})"));
+            return;
+        }
+        Err(e) => panic!("capture did not start: {e}"),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let early = tcp_exchange(listener.try_clone().unwrap());
+    assert!(watch.add(port).unwrap(), "new");
+    assert!(!watch.add(port).unwrap(), "already kept");
+    let late = tcp_exchange(listener);
+    let events = cap.stop().unwrap();
+    let (e, l) = (early.0.to_string(), late.0.to_string());
+    let s = late.1.to_string();
+    // Its last ACK may still be on its way when the port is added; its handshake and data
+    // were long done.
+    let early_kept: Vec<_> = between(&events, &e, &s)
+        .into_iter()
+        .filter(|p| p.len > 0 || p.flags.as_deref().is_some_and(|f| f.contains("SYN")))
+        .map(show)
+        .collect();
+    assert!(
+        early_kept.is_empty(),
+        "kept before its port was added: {early_kept:?}"
+    );
+    let flags: Vec<_> = between(&events, &l, &s)
+        .iter()
+        .map(|p| p.flags.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(flags.first().map(String::as_str), Some("SYN"), "{flags:?}");
+    assert!(flags.iter().any(|f| f.contains("FIN")), "{flags:?}");
+    assert_eq!(watch.ports(), [port]);
+}

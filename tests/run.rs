@@ -302,7 +302,7 @@ fn run_pid(pid: u32) -> Finished {
     Proc::spawn(cmd).finish()
 }
 
-/// `--pcap` under run: the capture sees all loopback TCP, the file keeps the program's
+/// `--pcap` under run: the capture keeps the ports the program names, the file its own
 /// packets only (tcpdump reads back as many as the timeline shows, none of the test's own
 /// traffic on another port).
 #[test]

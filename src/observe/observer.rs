@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use super::ObserveError;
-use super::capture::Interface;
+use super::capture::{Interface, PortWatch};
 use crate::event::Event;
 
 /// Where a run's sockets and packets are. The default: this process's network namespace,
@@ -31,6 +31,9 @@ pub struct Scope {
     pub ports: Vec<u16>,
     /// Where the sockets and packets are.
     pub place: Place,
+    /// Ports learned as the run goes: the capture keeps these only (none at first) instead
+    /// of `ports`.
+    pub learned: Option<PortWatch>,
 }
 
 /// One running observer.

@@ -88,6 +88,7 @@ impl Observers {
         let scope = Scope {
             ports: ports.to_vec(),
             place: place.clone(),
+            learned: None,
         };
         Observers::start_tiers(&scope, tiers(opts, place))
     }

@@ -223,7 +223,10 @@ impl Source for Packets {
             .capture
             .clone()
             .unwrap_or_else(Interface::loopback);
-        let capture = Capture::start_on(&iface, &scope.ports, self.pcap.as_deref())?;
+        let capture = match &scope.learned {
+            Some(watch) => Capture::start_watched(&iface, watch, self.pcap.as_deref())?,
+            None => Capture::start_on(&iface, &scope.ports, self.pcap.as_deref())?,
+        };
         Ok(Box::new(capture))
     }
 }

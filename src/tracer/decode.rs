@@ -5,6 +5,14 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
+/// The port of an AF_INET or AF_INET6 sockaddr (0 when unset), None for other families.
+pub fn inet_port(bytes: &[u8]) -> Option<u16> {
+    let family = u16::from_ne_bytes([*bytes.first()?, *bytes.get(1)?]);
+    matches!(i32::from(family), libc::AF_INET | libc::AF_INET6)
+        .then(|| Some(u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?])))
+        .flatten()
+}
+
 /// `struct sockaddr` bytes, as many as the call passed (`addrlen`), in the lab's spelling.
 pub fn sockaddr(bytes: &[u8]) -> String {
     let Some(family) = bytes.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]])) else {

@@ -28,6 +28,7 @@ use crate::error::Error;
 use crate::event::record::{FdInfo, FdTable, Transport};
 use crate::event::tcp_state::TcpState;
 use crate::event::{AcceptQueue, Body, Event, Lane, Role, Syscall, timeline};
+use crate::observe::capture::PortWatch;
 use crate::observe::session::{ObserveOptions, Observers, Place, Scope, tiers};
 use crate::render::prompt::{Input, LineReader};
 use crate::sys::ffi::TcpInfoRaw;
@@ -119,10 +120,19 @@ pub fn traced_numbers() -> Vec<u32> {
 /// Starts the observers, runs `cfg.argv` under the tracer until it and all its processes end
 /// (or Ctrl-C ends them), and returns the merged timeline.
 pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
-    // The observers see every TCP socket; what is not the program's is dropped at the end.
+    // The state observers see every TCP socket (what is not the program's is dropped); the
+    // capture keeps the ports the program's calls name, learned before each call goes on.
     let place = Place::default();
-    let observers = Observers::start_tiers(&Scope::default(), tiers(&cfg.observe, &place));
+    let watch = PortWatch::new();
+    let scope = Scope {
+        learned: Some(watch.clone()),
+        ..Scope::default()
+    };
+    let observers = Observers::start_tiers(&scope, tiers(&cfg.observe, &place));
     let mut book = Book::new(cfg.probe);
+    if observers.has_capture() {
+        book.watch = Some(watch);
+    }
     book.stepping = cfg.step;
     book.probe_all = cfg.probe_all;
     // Live, a thread takes the observers and shows the events as they come.
@@ -161,7 +171,7 @@ pub fn run(cfg: &RunConfig) -> Result<Traced, Error> {
     if let Some(path) = &cfg.observe.pcap
         && path.exists()
     {
-        // The capture saw all loopback TCP; the file keeps the program's packets only.
+        // The capture kept the ports the program named; the file keeps its own packets only.
         let ports: HashSet<u16> = traced.ports.iter().copied().collect();
         if let Err(e) = crate::observe::capture::keep_ports(path, |s, d| {
             ports.contains(&s) || ports.contains(&d)
@@ -274,6 +284,9 @@ struct Book {
     stepping: bool,
     /// The answers at the pauses.
     answers: LineReader,
+    /// The capture's ports, when packets are captured: each port the program uses is added
+    /// before its call goes on.
+    watch: Option<PortWatch>,
 }
 
 impl Book {
@@ -289,6 +302,7 @@ impl Book {
             probe_all: false,
             stepping: false,
             answers: LineReader::default(),
+            watch: None,
         }
     }
 
@@ -358,6 +372,9 @@ impl Book {
                     stopped.skip_exit();
                     return;
                 }
+                if self.watch.is_some() {
+                    self.watch_target(stopped, nr, &args);
+                }
                 if self.stepping {
                     self.pause(stopped, pid, tid, nr, &args);
                 }
@@ -416,6 +433,7 @@ impl Book {
                 }
             }
             Seen::Attached { pid, threads } => {
+                self.watch_open_sockets(pid);
                 // On stderr, beside the program's output: from here every call is seen.
                 eprintln!(
                     "socklab: {}",
@@ -797,6 +815,87 @@ impl Book {
 
     fn learn_port(&mut self, pid: u32, t: u64, info: &FdInfo) {
         self.owners().learn(pid, t, info);
+        // A client's socket is kept by its peer's port (its own changes with each connect);
+        // any other by its own.
+        let port = match (info.remote, info.local) {
+            (Some(r), _) if info.accepted_from.is_none() => Some(r.port()),
+            (_, Some(l)) => Some(l.port()),
+            _ => None,
+        };
+        if let Some(port) = port {
+            self.watch_port(port);
+        }
+    }
+
+    /// The capture keeps `port` from now on.
+    fn watch_port(&mut self, port: u16) {
+        let Some(watch) = &self.watch else {
+            return;
+        };
+        if let Err(e) = watch.add(port) {
+            // Said once; the capture then keeps what it kept.
+            eprintln!("socklab: the capture cannot follow port {port}: {e}");
+            self.watch = None;
+        }
+    }
+
+    /// At a bind, connect, sendto or sendmsg, before it goes on: the port it names, so the
+    /// capture keeps its first packet (a connect's SYN) too.
+    fn watch_target(&mut self, stopped: &Stopped<'_>, nr: u64, args: &[u64; 6]) {
+        let (addr, len) = match nr as i64 {
+            libc::SYS_bind | libc::SYS_connect => (args[1], args[2]),
+            libc::SYS_sendto => (args[4], args[5]),
+            libc::SYS_sendmsg => {
+                // struct msghdr: msg_name, then msg_namelen.
+                let Some(h) = stopped.read(args[1], 12) else {
+                    return;
+                };
+                let name = u64::from_ne_bytes(h[..8].try_into().unwrap_or_default());
+                (
+                    name,
+                    u64::from(u32::from_ne_bytes(h[8..12].try_into().unwrap_or_default())),
+                )
+            }
+            _ => return,
+        };
+        if addr == 0 || len < 4 {
+            return;
+        }
+        if let Some(port) = stopped
+            .read(addr, len.min(128) as usize)
+            .and_then(|b| super::decode::inet_port(&b))
+        {
+            self.watch_port(port);
+        }
+    }
+
+    /// Attached to a running process: the ports of the sockets it holds already.
+    fn watch_open_sockets(&mut self, pid: i32) {
+        if self.watch.is_none() {
+            return;
+        }
+        let Ok(pidfd) = crate::sys::ffi::pidfd_open(nix::unistd::Pid::from_raw(pid)) else {
+            return;
+        };
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let fd = entry.file_name().to_string_lossy().parse::<i32>().ok();
+            let is_socket = std::fs::read_link(entry.path())
+                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+            let Some(fd) = fd.filter(|_| is_socket) else {
+                continue;
+            };
+            let Ok(dup) = crate::sys::ffi::pidfd_getfd(std::os::fd::AsFd::as_fd(&pidfd), fd) else {
+                continue;
+            };
+            let seen = look(&dup);
+            drop(dup);
+            for a in [seen.local, seen.remote].into_iter().flatten() {
+                self.watch_port(a.port());
+            }
+        }
     }
 
     fn owners(&self) -> std::sync::MutexGuard<'_, Owners> {

@@ -103,10 +103,20 @@ pub fn bpf_program(ports: &[u16]) -> Vec<libc::sock_filter> {
 /// [`bpf_program`] for an interface that is `loopback` or not: any other interface shows each
 /// frame once (outgoing or incoming), so both directions are kept.
 pub fn bpf_program_on(ports: &[u16], loopback: bool) -> Vec<libc::sock_filter> {
+    program(ports, ports.is_empty(), loopback)
+}
+
+/// [`bpf_program_on`] where no ports keeps no TCP or UDP at all (a capture whose ports are
+/// learned later, [`super::PortWatch`]); very many still keeps all.
+pub fn bpf_program_only(ports: &[u16], loopback: bool) -> Vec<libc::sock_filter> {
+    program(ports, false, loopback)
+}
+
+fn program(ports: &[u16], any: bool, loopback: bool) -> Vec<libc::sock_filter> {
     let mut ports = ports.to_vec();
     ports.sort_unstable();
     ports.dedup();
-    let any_port = ports.is_empty() || ports.len() > MAX_FILTER_PORTS;
+    let any_port = any || ports.len() > MAX_FILTER_PORTS;
 
     let mut a = Asm::default();
     if loopback {

@@ -9,18 +9,21 @@
 //! (the lab's hosts: a veth, where each frame is seen once, going out or coming in).
 //!
 //! `bpf` builds the filter, `decode` turns a packet into an event body, `clock` puts the
-//! kernel's stamps on the lab's clock, `socket` holds the socket and its reader thread, `pcap` narrows a written file to some
-//! ports.
+//! kernel's stamps on the lab's clock, `socket` holds the socket and its reader thread,
+//! `ports` narrows a running capture to ports learned as it goes, `pcap` narrows a written
+//! file to some ports.
 
 mod bpf;
 mod clock;
 mod decode;
 mod pcap;
+mod ports;
 mod socket;
 #[cfg(test)]
 mod tests;
 
-pub use bpf::{bpf_program, bpf_program_on};
+pub use bpf::{bpf_program, bpf_program_on, bpf_program_only};
 pub use decode::{SeqTracker, decode};
 pub use pcap::keep_ports;
+pub use ports::PortWatch;
 pub use socket::{Capture, Interface};

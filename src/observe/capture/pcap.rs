@@ -1,6 +1,6 @@
 //! Narrowing a pcap file written by the capture to the packets of some ports: `socklab run`
-//! captures all loopback TCP (it learns the program's ports only as the program uses them),
-//! and keeps in the file only what is the program's.
+//! captures the ports its program names (a server's port, which other programs may talk to
+//! as well), and keeps in the file only what is the program's own.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter};

@@ -24,6 +24,7 @@ use pcap_file::{DataLink, Endianness, TsResolution};
 use super::bpf::{SNAPLEN, bpf_program_on};
 use super::clock::{clock_ns, realtime_offset_ns, ts_ns, wait_for_arrival_stamps};
 use super::decode::{SeqTracker, decode, len32};
+use super::ports::PortWatch;
 use crate::event::{Body, Event, Lane};
 use crate::observe::ObserveError;
 use crate::sys::ffi;
@@ -93,6 +94,24 @@ impl Capture {
     pub fn start_on(
         iface: &Interface,
         ports: &[u16],
+        pcap: Option<&Path>,
+    ) -> Result<Capture, ObserveError> {
+        Capture::open(iface, Ports::These(ports), pcap)
+    }
+
+    /// [`Capture::start_on`] keeping only the ports in `watch`, none at first: the filter
+    /// follows as ports are added to it.
+    pub fn start_watched(
+        iface: &Interface,
+        watch: &PortWatch,
+        pcap: Option<&Path>,
+    ) -> Result<Capture, ObserveError> {
+        Capture::open(iface, Ports::Watched(watch), pcap)
+    }
+
+    fn open(
+        iface: &Interface,
+        ports: Ports<'_>,
         pcap: Option<&Path>,
     ) -> Result<Capture, ObserveError> {
         let loopback = iface.name == "lo";
@@ -180,9 +199,20 @@ impl Drop for Capture {
     }
 }
 
+/// The ports a capture keeps: a fixed list (all when empty), or those of a [`PortWatch`].
+#[derive(Clone, Copy)]
+enum Ports<'a> {
+    These(&'a [u16]),
+    Watched(&'a PortWatch),
+}
+
 /// `socket(AF_PACKET)` with the filter and kernel timestamps, bound to interface `name` of
 /// the calling thread's network namespace.
-fn open_packet_socket(name: &str, ports: &[u16], loopback: bool) -> Result<OwnedFd, ObserveError> {
+fn open_packet_socket(
+    name: &str,
+    ports: Ports<'_>,
+    loopback: bool,
+) -> Result<Arc<OwnedFd>, ObserveError> {
     // Protocol 0: the socket receives nothing until bind(), so no packet slips in
     // before the filter is attached.
     let fd = nix::sys::socket::socket(
@@ -192,8 +222,12 @@ fn open_packet_socket(name: &str, ports: &[u16], loopback: bool) -> Result<Owned
         None,
     )
     .map_err(|e| errno_error("socket(AF_PACKET)", e))?;
-    ffi::attach_filter(fd.as_fd(), &bpf_program_on(ports, loopback))
-        .map_err(|e| errno_error("setsockopt(SO_ATTACH_FILTER)", e))?;
+    let fd = Arc::new(fd);
+    match ports {
+        Ports::These(ports) => ffi::attach_filter(fd.as_fd(), &bpf_program_on(ports, loopback))
+            .map_err(|e| errno_error("setsockopt(SO_ATTACH_FILTER)", e))?,
+        Ports::Watched(watch) => watch.follow(&fd, loopback)?,
+    }
     setsockopt(&fd, sockopt::ReceiveTimestampns, &true)
         .map_err(|e| errno_error("setsockopt(SO_TIMESTAMPNS)", e))?;
     // Best effort: the kernel caps it at net.core.rmem_max.
@@ -207,7 +241,8 @@ fn open_packet_socket(name: &str, ports: &[u16], loopback: bool) -> Result<Owned
 
 /// The reader thread's state.
 struct Reader {
-    fd: OwnedFd,
+    /// Shared with a [`PortWatch`] that re-filters it.
+    fd: Arc<OwnedFd>,
     /// Not loopback: the outgoing frames are the only copy of what this side sent.
     keep_outgoing: bool,
     stop: Arc<AtomicBool>,
