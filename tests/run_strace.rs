@@ -9,9 +9,11 @@ mod util;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
+use socklab::event::{Body, Event};
 use socklab::trace::{CallKey, lab_calls, parse_strace, strace_calls, traced_calls};
-use util::{Proc, assert_no_panic, socklab_exe};
+use util::{Finished, Proc, assert_no_panic, socklab_exe};
 
 /// The calls about processes rather than sockets: the lab keeps some on its timeline,
 /// strace's socket lines do not have them.
@@ -58,26 +60,34 @@ fn by_first_call(per_tid: BTreeMap<u32, Vec<CallKey>>, first: &BTreeMap<u32, usi
         .collect()
 }
 
-/// `program` under strace: each process's socket calls.
-fn under_strace(dir: &TempDir, program: &[&str]) -> PerProcess {
-    let log = dir.0.join("strace.log");
+/// strace following `program`, its log in `log`, asked for the lab's calls.
+fn strace_command(log: &Path, program: &[&str]) -> Command {
     let mut cmd = Command::new("strace");
     cmd.args(["-f", "-yy", "-e"])
         .arg(format!("trace={}", traced_calls()))
         .arg("-o")
-        .arg(&log)
+        .arg(log)
         .args(program);
-    let f = Proc::spawn(cmd).finish();
+    cmd
+}
+
+/// `program` under strace: each process's socket calls.
+fn under_strace(dir: &TempDir, program: &[&str]) -> PerProcess {
+    let log = dir.0.join("strace.log");
+    let f = Proc::spawn(strace_command(&log, program)).finish();
     assert_eq!(f.status.code(), Some(0), "under strace: {}", f.stderr);
     let text = std::fs::read_to_string(&log).expect("strace's log");
-    let calls = parse_strace(&text);
     // An interrupted call (`= ?`, restarted after a signal) would not repeat in another run.
     assert!(
-        calls
-            .iter()
-            .all(|c| c.ret.is_some() || !c.text.contains("ERESTART")),
+        !text.contains("= ? ERESTART"),
         "a call was interrupted: the program is not deterministic\n{text}"
     );
+    strace_per_process(&text)
+}
+
+/// strace's log `text`: each process's socket calls.
+fn strace_per_process(text: &str) -> PerProcess {
+    let calls = parse_strace(text);
     let keys = strace_calls(&calls);
     let mut first = BTreeMap::new();
     let mut n = 0;
@@ -100,13 +110,22 @@ const EPOLL_CALLS: &[&str] = &["epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_
 /// process calls and epoll calls left out: strace did not make the first, and shows the others
 /// as no socket's).
 fn under_socklab(program: &[&str]) -> PerProcess {
-    let mut cmd = Command::new(socklab_exe());
-    cmd.args(["--json", "run", "--"]).args(program);
-    let f = Proc::spawn(cmd).finish();
+    let f = Proc::spawn(socklab_command(program)).finish();
     assert_no_panic(&f.stderr);
     assert_eq!(f.status.code(), Some(0), "under socklab: {}", f.stderr);
-    let events = f.events();
-    let mut keys = lab_calls(&events);
+    socklab_per_process(&f.events())
+}
+
+/// `socklab --json run -- program`.
+fn socklab_command(program: &[&str]) -> Command {
+    let mut cmd = Command::new(socklab_exe());
+    cmd.args(["--json", "run", "--"]).args(program);
+    cmd
+}
+
+/// The lab's events: each process's socket calls, as [`under_socklab`] compares them.
+fn socklab_per_process(events: &[Event]) -> PerProcess {
+    let mut keys = lab_calls(events);
     for list in keys.values_mut() {
         list.retain(|k| {
             !k.tcp_info
@@ -117,7 +136,7 @@ fn under_socklab(program: &[&str]) -> PerProcess {
     keys.retain(|_, list| !list.is_empty());
     let mut first = BTreeMap::new();
     let mut n = 0;
-    for ev in &events {
+    for ev in events {
         let tid = if ev.tid != 0 { ev.tid } else { ev.pid };
         if ev.syscall().is_some() && keys.contains_key(&tid) {
             first.entry(tid).or_insert_with(|| {
@@ -252,6 +271,148 @@ fn the_python_address_programs_calls_are_straces() {
         strace[0]
             .iter()
             .any(|k| k.name == "socketpair" && k.ret == Some(0))
+    );
+    assert_same(&strace, &lab);
+}
+
+/// `cmd` runs C fixture `exe` (run_restart.c) with `port`: once the program waits in poll,
+/// it is stopped (SIGSTOP), its listener gets a connection, and it is resumed (SIGCONT).
+/// Returns how the run ended and CLOCK_MONOTONIC just before the SIGCONT; None (skipped)
+/// when the program's `/proc/PID/syscall` cannot be read here.
+fn stopped_in_poll(cmd: Command, exe: &str, port: u16) -> Option<(Finished, u64)> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::time::{ClockId, clock_gettime};
+    let run = Proc::spawn(cmd);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let until = |what: &str, mut done: Box<dyn FnMut() -> Option<u32> + '_>| loop {
+        if let Some(v) = done() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what} within 10 s");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let pid = until(
+        "the program started",
+        Box::new(|| {
+            util::processes()
+                .into_iter()
+                .find(|(_, args)| args.first().map(String::as_str) == Some(exe))
+                .map(|(pid, _)| pid)
+        }),
+    );
+    let proc = |file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
+    if let Err(e) = proc("syscall")
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        util::skip("/proc/PID/syscall is not readable here (needs ptrace access)");
+        return None;
+    }
+    // In poll (x86_64 number 7).
+    until(
+        "the program waiting in poll",
+        Box::new(|| {
+            proc("syscall")
+                .is_ok_and(|s| s.starts_with("7 "))
+                .then_some(0)
+        }),
+    );
+    let target = nix::unistd::Pid::from_raw(pid as i32);
+    kill(target, Signal::SIGSTOP).expect("SIGSTOP");
+    // Stopped (`T`), under a tracer in a ptrace stop (`t`).
+    until(
+        "the program stopped",
+        Box::new(|| {
+            let stat = proc("stat").unwrap_or_default();
+            let state = stat.rsplit(") ").next().and_then(|s| s.chars().next());
+            matches!(state, Some('t' | 'T')).then_some(0)
+        }),
+    );
+    let conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC).expect("CLOCK_MONOTONIC");
+    let cont_ns = ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64;
+    kill(target, Signal::SIGCONT).expect("SIGCONT");
+    let f = run.finish();
+    drop(conn);
+    Some((f, cont_ns))
+}
+
+/// A poll with a timeout, stopped by SIGSTOP and resumed by SIGCONT: it ends with
+/// ERESTART_RESTARTBLOCK and the kernel goes on with it in restart_syscall, which returns 1
+/// with the listener ready. The stop holds until SIGCONT (the tracer keeps a group stop), and
+/// the calls pair with strace's for the same dance.
+#[test]
+fn a_stopped_poll_goes_on_in_restart_syscall() {
+    if !util::have_tool("strace", "strace") || !util::have_tool("cc", "gcc") {
+        return;
+    }
+    let dir = TempDir::new("restart");
+    let exe = compile(&dir, "run_restart.c");
+
+    let port = util::free_port().to_string();
+    let log = dir.0.join("strace.log");
+    let cmd = strace_command(&log, &[&exe, &port]);
+    let Some((f, _)) = stopped_in_poll(cmd, &exe, port.parse().expect("a port")) else {
+        return;
+    };
+    assert_eq!(f.status.code(), Some(0), "under strace: {}", f.stderr);
+    let text = std::fs::read_to_string(&log).expect("strace's log");
+    let strace = strace_per_process(&text);
+
+    let port = util::free_port().to_string();
+    let cmd = socklab_command(&[&exe, &port]);
+    let Some((f, cont_ns)) = stopped_in_poll(cmd, &exe, port.parse().expect("a port")) else {
+        return;
+    };
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "under socklab: {}", f.stderr);
+    let events = f.events();
+    let calls: Vec<(&Event, &socklab::event::Syscall)> = events
+        .iter()
+        .filter_map(|ev| match &ev.body {
+            Body::Syscall(sc) => Some((ev, sc)),
+            _ => None,
+        })
+        .collect();
+    let at = calls
+        .iter()
+        .position(|(_, sc)| sc.name == "poll")
+        .expect("a poll event");
+    let (poll_ev, poll) = calls[at];
+    assert_eq!(poll.fd, Some(3), "{poll:?}");
+    assert_eq!(
+        poll.errno.as_deref(),
+        Some("ERESTART_RESTARTBLOCK"),
+        "{poll:?}"
+    );
+    let (ev, restart) = calls[at + 1..]
+        .iter()
+        .find(|(ev, _)| ev.tid == poll_ev.tid)
+        .copied()
+        .expect("a call after the poll");
+    assert_eq!(restart.name, "restart_syscall", "{restart:?}");
+    assert_eq!((restart.ret, &restart.errno), (1, &None), "{restart:?}");
+    assert_eq!(restart.fd, Some(3), "{restart:?}");
+    assert_eq!(restart.args["resumes"], "poll", "{restart:?}");
+    // Its result, read where the poll's array is: the listener has a connection.
+    let fds = restart.args["fds"].as_str().unwrap_or_default();
+    assert!(
+        fds.contains("fd=3,") && fds.contains("revents=POLLIN"),
+        "{fds}"
+    );
+    // It began after the SIGCONT: the stop held (both CLOCK_MONOTONIC).
+    let began = ev.t.saturating_sub(restart.dur_ns);
+    assert!(
+        began >= cont_ns,
+        "restart_syscall began {began}, SIGCONT at {cont_ns}"
+    );
+
+    let lab = socklab_per_process(&events);
+    assert_eq!(strace.len(), 1, "one process");
+    assert!(
+        strace[0]
+            .iter()
+            .any(|k| k.name == "restart_syscall" && k.ret == Some(1)),
+        "{strace:?}"
     );
     assert_same(&strace, &lab);
 }

@@ -186,6 +186,7 @@ pub const TOPICS: &[Topic] = &[
     t("epoll_create1", Syscall, Shows(EPOLL)),
     t("epoll_ctl", Syscall, Shows(EPOLL)),
     a("epoll_wait", &["epoll"], Syscall, Shows(EPOLL)),
+    t("restart_syscall", Syscall, Related(RESTART)),
     t("ESTABLISHED", State, Shows(HANDSHAKE)),
     t("SYN_SENT", State, Shows(BACKLOG)),
     a("SYN_RECV", &["syn-received"], State, Shows(HANDSHAKE)),

@@ -370,8 +370,8 @@ pub fn syscall_stop(pid: nix::unistd::Pid) -> Result<SyscallStop, Errno> {
     })
 }
 
-/// Forks a child that asks to be traced (`PTRACE_TRACEME`), stops itself (`SIGSTOP`) so the
-/// tracer can set its options, installs `filter` (`prctl(PR_SET_NO_NEW_PRIVS)`, then
+/// Forks a child that stops itself (`SIGSTOP`) so the tracer can attach to it (`PTRACE_SEIZE`,
+/// then `SIGCONT`, as strace starts a program), installs `filter` (`prctl(PR_SET_NO_NEW_PRIVS)`, then
 /// `seccomp(SECCOMP_SET_MODE_FILTER)`) and execs `path` with `argv`. Several syscalls, in the
 /// child, from memory prepared before the fork.
 ///
@@ -401,8 +401,7 @@ pub fn spawn_traced(
             // SAFETY: raw syscalls with valid arguments: `prog` and `ptrs` (null-terminated)
             // outlive them; on failure the errno goes down the pipe and the child exits.
             unsafe {
-                let ok = libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) == 0
-                    && libc::raise(libc::SIGSTOP) == 0
+                let ok = libc::raise(libc::SIGSTOP) == 0
                     && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
                     && libc::syscall(
                         libc::SYS_seccomp,
@@ -438,6 +437,14 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> Result<OwnedFd, Errno> {
     Errno::result(rc)?;
     // SAFETY: pidfd_getfd succeeded, so `rc` is a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
+}
+
+/// `ptrace(PTRACE_LISTEN)`: lets tracee `pid`, seized and in a group-stop, stay stopped as a
+/// job-control stop until SIGCONT, still traced (nix has no wrapper).
+pub fn ptrace_listen(pid: nix::unistd::Pid) -> Result<(), Errno> {
+    // SAFETY: the request takes no address or data; the kernel reads none.
+    let rc = unsafe { libc::ptrace(libc::PTRACE_LISTEN, pid.as_raw(), 0, 0) };
+    Errno::result(rc).map(drop)
 }
 
 /// `ptrace(PTRACE_GETSIGMASK)`: the signals stopped tracee `pid` blocks (nix has no wrapper).

@@ -410,6 +410,9 @@ pub static CALLS: &[CallSpec] = &[
     n("pselect6", c::SYS_pselect6, &[i("nfds", Int), io("readfds", FdSet { nfds: 0 }), io("writefds", FdSet { nfds: 0 }), io("exceptfds", FdSet { nfds: 0 }), io("timeout", Timespec), i("sigmask", SigsetPair)], Named, TcpInfo),
     n("recvmmsg", c::SYS_recvmmsg, &[FD, io("msgvec", Mmsghdr { vlen: 2 }), i("vlen", Count), i("flags", MsgFlags), io("timeout", Timespec)], Network, Sampled),
     n("sendmmsg", c::SYS_sendmmsg, &[FD, io("msgvec", Mmsghdr { vlen: 2 }), i("vlen", Count), i("flags", MsgFlags)], Network, Sampled),
+    // The rest of a timed wait a signal interrupted (ERESTART_RESTARTBLOCK): the tracer
+    // decodes it as the call it goes on with (poll), when it saw that one.
+    n("restart_syscall", c::SYS_restart_syscall, &[], Named, Probe::None),
 ];
 
 #[cfg(test)]
@@ -484,6 +487,7 @@ mod tests {
             "fork",
             "vfork",
             "execve",
+            "restart_syscall",
         ] {
             assert!(f.split(',').any(|n| n == name), "{name} in {f}");
         }

@@ -51,6 +51,8 @@ pub enum Class {
 /// else from the descriptors socket/accept4 returned in that process (copied at clone).
 pub fn classify(calls: &[StraceCall]) -> Vec<Class> {
     let mut fds: HashMap<u32, HashMap<i32, FdKind>> = HashMap::new();
+    // Per thread, the class of its call that restart_syscall goes on with.
+    let mut interrupted: HashMap<u32, Class> = HashMap::new();
     let mut out = Vec::with_capacity(calls.len());
     for c in calls {
         if matches!(c.name.as_ref(), "clone" | "clone3" | "fork" | "vfork")
@@ -91,6 +93,7 @@ pub fn classify(calls: &[StraceCall]) -> Vec<Class> {
                     Class::Other
                 }
             }
+            "restart_syscall" => interrupted.get(&c.tid).copied().unwrap_or(Class::Other),
             "openat" if c.args.contains("\"/proc/sys/") => Class::Setting,
             _ => {
                 let kind = match (c.fd_note(), c.fd()) {
@@ -109,6 +112,11 @@ pub fn classify(calls: &[StraceCall]) -> Vec<Class> {
             && let Some(fd) = c.fd()
         {
             table.remove(&fd);
+        }
+        if c.errno.as_deref() == Some("ERESTART_RESTARTBLOCK") {
+            interrupted.insert(c.tid, class);
+        } else {
+            interrupted.remove(&c.tid);
         }
         out.push(class);
     }

@@ -35,14 +35,21 @@ pub fn lab_key(sc: &Syscall) -> CallKey {
     let tcp_info = sc.name == "getsockopt"
         && sc.args.get("optname").and_then(Value::as_str) == Some("TCP_INFO");
     let fd = match sc.name.as_ref() {
-        "socket" | "socketpair" => None,
+        // strace's restart_syscall line names no descriptor (`<... resuming interrupted
+        // poll ...>`).
+        "socket" | "socketpair" | "restart_syscall" => None,
         "accept" | "accept4" => arg_fd(sc),
         _ => sc.fd,
     };
+    let interrupted = sc
+        .errno
+        .as_deref()
+        .is_some_and(|e| e.starts_with("ERESTART"));
     CallKey {
         name: sc.name.to_string(),
         fd,
-        ret: (!tcp_info).then_some(sc.ret),
+        // An interrupted call's result is strace's `?`.
+        ret: (!tcp_info && !interrupted).then_some(sc.ret),
         errno: if tcp_info { None } else { sc.errno.clone() },
         tcp_info,
     }

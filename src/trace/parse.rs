@@ -13,9 +13,11 @@ pub struct StraceCall {
     pub name: String,
     /// The arguments as printed, between the parentheses.
     pub args: String,
-    /// The return value (`None` for `?`: the process ended inside the call).
+    /// The return value (`None` for `?`: the process ended inside the call, or a signal
+    /// interrupted it).
     pub ret: Option<i64>,
-    /// The errno name when the call failed (`EINPROGRESS`).
+    /// The errno name when the call failed (`EINPROGRESS`), or the kernel's restart code
+    /// of an interrupted call (`? ERESTART_RESTARTBLOCK`).
     pub errno: Option<String>,
     /// The whole call on one line: `name(args) = result`.
     pub text: String,
@@ -109,7 +111,8 @@ impl fmt::Display for CallKey {
             _ => write!(f, "{}({fd})", self.name)?,
         }
         match (&self.ret, &self.errno) {
-            (_, Some(e)) => write!(f, " = -1 {e}"),
+            (None, Some(e)) => write!(f, " = ? {e}"),
+            (Some(_), Some(e)) => write!(f, " = -1 {e}"),
             (Some(r), None) => write!(f, " = {r}"),
             (None, None) => write!(f, " = ?"),
         }
@@ -183,7 +186,17 @@ fn parse_call(tid: u32, text: &str) -> Option<StraceCall> {
                 .map(str::to_string);
             (Some(r), errno)
         }
-        None => (None, None),
+        // `? ERESTARTSYS (To be restarted if SA_RESTART is set)`: interrupted by a signal.
+        None => {
+            let code = result
+                .strip_prefix('?')
+                .and_then(|r| r.split_whitespace().next());
+            (
+                None,
+                code.filter(|c| c.starts_with("ERESTART"))
+                    .map(str::to_string),
+            )
+        }
     };
     Some(StraceCall {
         tid,

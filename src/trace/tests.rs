@@ -176,3 +176,48 @@ fn a_missing_probe_is_caught() {
     let p = pair(server(17), calls);
     assert_eq!(p.problems.len(), 1, "{:?}", p.problems);
 }
+
+/// A poll a stop signal interrupted, then the restart_syscall that goes on with it: both are
+/// the socket's (the restart as its poll), and pair with the lab's events for them.
+#[test]
+fn an_interrupted_poll_and_its_restart_pair() {
+    let log = r#"8202  poll([{fd=3<TCP:[127.0.0.1:47123]>, events=POLLIN}], 1, 10000) = ? ERESTART_RESTARTBLOCK (Interrupted by signal)
+8202  --- SIGSTOP {si_signo=SIGSTOP, si_code=SI_USER, si_pid=8182, si_uid=0} ---
+8202  --- stopped by SIGSTOP ---
+8202  --- SIGCONT {si_signo=SIGCONT, si_code=SI_USER, si_pid=8213, si_uid=0} ---
+8202  restart_syscall(<... resuming interrupted poll ...>) = 1
+8202  restart_syscall(<... resuming interrupted nanosleep ...>) = 0
+"#;
+    let calls = parse_strace(log);
+    assert_eq!(calls.len(), 3);
+    assert_eq!(calls[0].ret, None);
+    assert_eq!(calls[0].errno.as_deref(), Some("ERESTART_RESTARTBLOCK"));
+    assert_eq!((calls[1].fd(), calls[1].ret), (None, Some(1)));
+    use Class::*;
+    // The second restart follows no interrupted call of this thread's.
+    assert_eq!(classify(&calls), [Socket, Socket, Other]);
+    let mut poll = event(8202, "poll", 3, &[], -1, false);
+    if let Body::Syscall(sc) = &mut poll.body {
+        sc.errno = Some("ERESTART_RESTARTBLOCK".into());
+    }
+    let restart = event(
+        8202,
+        "restart_syscall",
+        3,
+        &[("resumes", "poll".into())],
+        1,
+        false,
+    );
+    let lab = lab_calls(&[poll, restart]);
+    assert_eq!(lab, strace_calls(&calls));
+    assert_eq!(
+        lab[&8202]
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        [
+            "poll(3) = ? ERESTART_RESTARTBLOCK",
+            "restart_syscall(?) = 1"
+        ]
+    );
+}

@@ -113,6 +113,13 @@ pub fn add_filter(pid: Pid, prog: &[sock_filter], flags: u64) -> Outcome {
             Ok(WaitStatus::PtraceSyscall(_)) => break,
             // SIGSTOP (it cannot be blocked): held back, passed on at the end.
             Ok(WaitStatus::Stopped(_, sig)) => stop_sig = Some(sig),
+            // A group stop (another thread's SIGSTOP) or the trap that ends one: the call
+            // runs first, and the stop is made again at the end (the SIGSTOP passed on).
+            Ok(WaitStatus::PtraceEvent(_, sig, libc::PTRACE_EVENT_STOP)) => {
+                if super::is_stop_signal(sig) {
+                    stop_sig = Some(Signal::SIGSTOP);
+                }
+            }
             Ok(s) => return Outcome::Lost(s),
             Err(e) => return Outcome::Refused(e),
         }

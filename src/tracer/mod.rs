@@ -3,13 +3,16 @@
 //! Read first: ptrace(2) (`PTRACE_O_TRACESECCOMP`, `PTRACE_GET_SYSCALL_INFO`, the stops),
 //! seccomp(2) (`SECCOMP_RET_TRACE`), pidfd_getfd(2).
 //!
-//! The program is started as a child that asks to be traced and installs a seccomp filter
+//! The program is started as a child that stops itself, is seized (`PTRACE_SEIZE`, so a
+//! stop signal stops it as it would untraced, `PTRACE_LISTEN`) and installs a seccomp filter
 //! ([`seccomp::filter`]) before it execs, so it stops only at the calls the lab wants: at the
 //! seccomp stop the tracer reads the call and its arguments, asks for the exit stop
 //! (`PTRACE_SYSCALL`), and there reads the result. Every other call runs at full speed.
 //! Reads, writes and closes ([`seccomp::GATED`]) stop only on descriptors the filters cover:
 //! at each call that gives the program a socket, the tracer makes it add a filter that covers
 //! that descriptor ([`inject`]), so a file's I/O makes no stop.
+//! A timed wait a signal interrupted without a handler (ERESTART_RESTARTBLOCK) goes on in
+//! restart_syscall, reported as the call it resumes ([`Call::resumes`]).
 //! Children, threads and execs are followed (`PTRACE_O_TRACEFORK`, `..CLONE`, `..VFORK`,
 //! `..EXEC`), and `PTRACE_O_EXITKILL` ends them all if the lab itself dies.
 
@@ -61,6 +64,11 @@ pub struct Call {
     /// (`ERESTARTSYS`). `errno` is EINTR, which the program sees unless the call is restarted
     /// (a handler with SA_RESTART, or a stop signal), when it is made again and seen again.
     pub restart: Option<&'static str>,
+    /// For `restart_syscall` (the kernel going on with a timed wait a signal interrupted
+    /// when no handler ran): the number of the call it goes on with, whose registers `args`
+    /// then are, so it decodes as that call (poll's ready descriptors). None for every other
+    /// call, and for a restart whose interrupted call was not seen (attached mid-call).
+    pub resumes: Option<u64>,
     /// CLOCK_MONOTONIC nanoseconds at the seccomp stop (entry) and at the exit stop.
     pub start_ns: u64,
     /// See `start_ns`.
@@ -238,17 +246,51 @@ struct Pending {
     report: bool,
     /// What the call will overwrite, as it was at entry ([`args::overwritten`]).
     saved: Vec<(u64, Vec<u8>)>,
+    /// For restart_syscall: the call it goes on with ([`Call::resumes`]).
+    resumes: Option<u64>,
 }
+
+/// The last call of a thread that ended with ERESTART_RESTARTBLOCK: unless a handler runs,
+/// the thread goes on with it in restart_syscall.
+#[derive(Debug)]
+enum Interrupted {
+    /// A reported call, as it was made (its number, not restart_syscall's).
+    Call(Pending),
+    /// One not reported (attached, where every call stops): so is its restart.
+    Unreported,
+}
+
+/// `__NR_restart_syscall`.
+const RESTART_SYSCALL: u64 = libc::SYS_restart_syscall as u64;
+
+/// `-ERESTART_RESTARTBLOCK` (include/linux/errno.h): a timed wait interrupted by a signal.
+const RESTARTBLOCK: i64 = -516;
 
 /// One traced thread.
 #[derive(Debug, Default)]
 struct Task {
     pid: i32,
     pending: Option<Pending>,
-    /// Reported by its parent's fork event, its first SIGSTOP (the attach stop) not yet seen.
-    attaching: bool,
+    /// Its last call ended with ERESTART_RESTARTBLOCK.
+    interrupted: Option<Interrupted>,
     /// Seized by `--pid`, its first stop not yet seen.
     seized: bool,
+}
+
+impl Task {
+    /// At the entry of call `nr` made with registers `args`: for restart_syscall, the call it
+    /// goes on with. Any call forgets the interrupted one: a handler ran (EINTR), or this is
+    /// its restart. A thread's registers are still the interrupted call's at its restart
+    /// (the kernel changes only rax and rip), so a reported call whose registers differ was
+    /// left for a handler, and this restart goes on with a call not seen.
+    fn resumed(&mut self, nr: u64, args: &[u64; 6]) -> Option<Interrupted> {
+        let i = self.interrupted.take()?;
+        match i {
+            _ if nr != RESTART_SYSCALL => None,
+            Interrupted::Call(p) if p.args != *args => None,
+            i => Some(i),
+        }
+    }
 }
 
 /// The traced program and everything it started.
@@ -447,8 +489,9 @@ pub fn run(
         deferred: VecDeque::new(),
     };
 
-    // The child's own SIGSTOP, before its filter and exec.
-    match waitpid(child, Some(WaitPidFlag::__WALL)) {
+    // The child's own SIGSTOP, before its filter and exec: seized there (PTRACE_SEIZE, so
+    // that a job-control stop of the program holds, PTRACE_LISTEN), then woken.
+    match waitpid(child, Some(WaitPidFlag::WUNTRACED)) {
         Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
         other => {
             return Err(Error::Other(format!(
@@ -464,8 +507,8 @@ pub fn run(
         | Options::PTRACE_O_TRACEEXEC
         | Options::PTRACE_O_TRACESECCOMP
         | Options::PTRACE_O_EXITKILL;
-    ptrace::setoptions(child, opts).map_err(|e| Error::sys("ptrace", "PTRACE_SETOPTIONS", e))?;
-    ptrace::cont(child, None).map_err(|e| Error::sys("ptrace", "PTRACE_CONT", e))?;
+    ptrace::seize(child, opts).map_err(|e| Error::sys("ptrace", "PTRACE_SEIZE", e))?;
+    signal::kill(child, Signal::SIGCONT).map_err(|e| Error::sys("kill", "SIGCONT", e))?;
     // Not waiting on the pipe here: the child may stop at a call in the filter before its
     // exec, and only the loop resumes it.
     let main_exit = trace_loop(&mut t, &mut seen)?;
@@ -663,8 +706,8 @@ fn step(
     seen: &mut impl FnMut(&Stopped<'_>, Seen),
 ) -> Option<Exit> {
     match status {
-        WaitStatus::PtraceEvent(pid, _, ev) => {
-            event_stop(t, pid, ev, seen);
+        WaitStatus::PtraceEvent(pid, sig, ev) => {
+            event_stop(t, pid, sig, ev, seen);
             None
         }
         WaitStatus::PtraceSyscall(pid) if t.attached.is_some() => {
@@ -688,18 +731,28 @@ fn step(
     }
 }
 
-fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped<'_>, Seen)) {
+fn event_stop(
+    t: &mut Tracees,
+    pid: Pid,
+    sig: Signal,
+    ev: i32,
+    seen: &mut impl FnMut(&Stopped<'_>, Seen),
+) {
     let tid = pid.as_raw();
     if ev == libc::PTRACE_EVENT_STOP {
-        // Attached (PTRACE_SEIZE): the stop asked for with PTRACE_INTERRUPT, a new task's
-        // first stop, or a group stop. From here the task stops at every syscall.
-        if let std::collections::hash_map::Entry::Vacant(slot) = t.tasks.entry(tid) {
-            slot.insert(Task {
-                pid: tgid(tid).unwrap_or(tid),
-                ..Task::default()
-            });
+        // The stop asked for with PTRACE_INTERRUPT, a new task's first stop, a group stop, or
+        // the end of one (SIGCONT).
+        if !t.tasks.contains_key(&tid) {
+            new_task(t, tid);
         }
         settled(t, tid, seen);
+        if is_stop_signal(sig) {
+            // A group stop (SIGSTOP, Ctrl-Z): the task stays stopped, still traced, until
+            // SIGCONT, which the tracer sees as another PTRACE_EVENT_STOP.
+            if ffi::ptrace_listen(pid).is_ok() {
+                return;
+            }
+        }
         resume(t, pid, None);
         return;
     }
@@ -715,23 +768,12 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
                 let report = t.reported.contains(&nr);
                 // A call of no interest (a read of a file) goes on without an exit stop;
                 // one stopped at only for the sockets it makes (dup) is followed unreported.
-                if report && !entering(t, pid, nr, args, seen) {
+                let Some(p) = start(t, pid, nr, args, report, seen) else {
                     let _ = ptrace::cont(pid, None);
                     return;
-                }
-                let saved = if report {
-                    saved_at_entry(pid, nr, &args)
-                } else {
-                    Vec::new()
                 };
                 if let Some(task) = t.tasks.get_mut(&tid) {
-                    task.pending = Some(Pending {
-                        nr,
-                        args,
-                        start_ns: record::now_ns(),
-                        saved,
-                        report,
-                    });
+                    task.pending = Some(p);
                 }
                 // On to the exit stop of this call.
                 let _ = ptrace::syscall(pid, None);
@@ -751,13 +793,9 @@ fn event_stop(t: &mut Tracees, pid: Pid, ev: i32, seen: &mut impl FnMut(&Stopped
         if let Ok(new) = ptrace::getevent(pid) {
             let new = new as i32;
             let new_pid = tgid(new).unwrap_or(new);
-            // Attached (PTRACE_SEIZE), a new task's first stop is an event stop, no SIGSTOP.
-            let attaching = t.attached.is_none();
-            let task = t.tasks.entry(new).or_insert_with(|| Task {
-                attaching,
-                ..Task::default()
-            });
-            task.pid = new_pid;
+            // Seized, a new task's first stop is an event stop (no SIGSTOP), which may come
+            // first.
+            t.tasks.entry(new).or_default().pid = new_pid;
             if new_pid != proc_pid {
                 inherit_cover(t, proc_pid, new_pid);
             }
@@ -796,30 +834,68 @@ fn attached_syscall_stop(t: &mut Tracees, pid: Pid, seen: &mut impl FnMut(&Stopp
     let tid = pid.as_raw();
     match ffi::syscall_stop(pid) {
         Ok(SyscallStop::Entry { arch, nr, args }) if arch == seccomp::ARCH_X86_64 => {
-            let listed = t.attached.as_ref().is_some_and(|l| l.contains(&nr))
-                && entering(t, pid, nr, args, seen);
-            let saved = if listed {
-                saved_at_entry(pid, nr, &args)
-            } else {
-                Vec::new()
-            };
+            let listed = t.attached.as_ref().is_some_and(|l| l.contains(&nr));
+            let p = start(t, pid, nr, args, listed, seen).filter(|p| p.report);
             if let Some(task) = t.tasks.get_mut(&tid) {
-                task.pending = listed.then(|| Pending {
-                    nr,
-                    args,
-                    start_ns: record::now_ns(),
-                    saved,
-                    report: true,
-                });
+                task.pending = p;
             }
         }
         Ok(SyscallStop::Entry { arch, nr, .. }) => foreign(t, pid, arch, nr, seen),
-        Ok(SyscallStop::Exit { .. }) => {
+        Ok(SyscallStop::Exit { rval, is_error }) => {
+            if is_error
+                && rval == RESTARTBLOCK
+                && let Some(task) = t.tasks.get_mut(&tid)
+                && task.pending.is_none()
+            {
+                task.interrupted = Some(Interrupted::Unreported);
+            }
             // No filter when attached: nothing is added, the task goes on as the loop says.
             let _ = exit_stop(t, pid, seen);
         }
         Ok(SyscallStop::Other) | Err(_) => {}
     }
+}
+
+/// Call `nr` at its entry (its seccomp stop, or when attached its syscall-entry stop): the
+/// call to follow to its exit stop, or None to let it go (a call of no interest, the restart
+/// of a call not reported). `report`: the caller asked for it.
+fn start(
+    t: &mut Tracees,
+    pid: Pid,
+    nr: u64,
+    args: [u64; 6],
+    report: bool,
+    seen: &mut impl FnMut(&Stopped<'_>, Seen),
+) -> Option<Pending> {
+    let resumed = t
+        .tasks
+        .get_mut(&pid.as_raw())
+        .and_then(|k| k.resumed(nr, &args));
+    // restart_syscall is reported as the call it goes on with, as that call was made.
+    let (args, saved, resumes) = match resumed {
+        Some(Interrupted::Call(p)) => (p.args, Some(p.saved), Some(p.nr)),
+        Some(Interrupted::Unreported) => return None,
+        // Launched, every reported call is seen from the exec on: an unseen one is a call not
+        // traced (nanosleep). Attached, it may have begun before the attach: reported plainly.
+        None if nr == RESTART_SYSCALL && t.attached.is_none() => return None,
+        None => (args, None, None),
+    };
+    if report && !entering(t, pid, nr, args, seen) {
+        return None;
+    }
+    let saved = match saved {
+        Some(saved) => saved,
+        None if report => saved_at_entry(pid, nr, &args),
+        None => Vec::new(),
+    };
+    Some(Pending {
+        nr,
+        args,
+        start_ns: record::now_ns(),
+        report,
+        saved,
+        resumes,
+    })
 }
 
 /// A listed call at its entry stop, reported before it runs (the time the callback takes,
@@ -909,6 +985,22 @@ fn exit_stop(
     } else {
         errno
     };
+    // Remembered for restart_syscall, which goes on with the call (again, after its own
+    // interruption); anything else ends that.
+    task.interrupted = (is_error && rval == RESTARTBLOCK).then(|| {
+        if p.report {
+            Interrupted::Call(Pending {
+                nr: p.resumes.unwrap_or(p.nr),
+                args: p.args,
+                start_ns: p.start_ns,
+                report: true,
+                saved: p.saved.clone(),
+                resumes: None,
+            })
+        } else {
+            Interrupted::Unreported
+        }
+    });
     if !t.pidfds.contains_key(&proc_pid)
         && let Ok(fd) = ffi::pidfd_open(Pid::from_raw(proc_pid))
     {
@@ -927,6 +1019,7 @@ fn exit_stop(
                 ret,
                 errno,
                 restart,
+                resumes: p.resumes,
                 start_ns: p.start_ns,
                 end_ns,
             }),
@@ -1037,44 +1130,39 @@ fn inherit_cover(t: &mut Tracees, parent: i32, child: i32) {
     t.covers.insert(child, cover);
 }
 
-fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
-    let tid = pid.as_raw();
-    if let std::collections::hash_map::Entry::Vacant(slot) = t.tasks.entry(tid) {
-        // A new task's first stop can come before its parent's fork event.
-        let proc_pid = tgid(tid).unwrap_or(tid);
-        slot.insert(Task {
+/// A task seen for the first time at one of its stops, before its parent's fork event.
+fn new_task(t: &mut Tracees, tid: i32) {
+    let proc_pid = tgid(tid).unwrap_or(tid);
+    t.tasks.insert(
+        tid,
+        Task {
             pid: proc_pid,
             ..Task::default()
-        });
-        if proc_pid == tid
-            && let Some(parent) = status_field(tid, "PPid:")
-        {
-            inherit_cover(t, parent, tid);
-        }
-        if sig == Signal::SIGSTOP {
-            let _ = ptrace::cont(pid, None);
-            return;
-        }
-    } else if sig == Signal::SIGSTOP
-        && let Some(task) = t.tasks.get_mut(&tid)
-        && std::mem::take(&mut task.attaching)
+        },
+    );
+    if proc_pid == tid
+        && let Some(parent) = status_field(tid, "PPid:")
     {
-        // The attach stop after the fork event: passing its SIGSTOP on would stop the child,
-        // and the SIGCHLD would interrupt its parent's blocking call.
-        let _ = ptrace::cont(pid, None);
-        return;
+        inherit_cover(t, parent, tid);
     }
-    let stop_sig = matches!(
+}
+
+/// SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU: the signals that stop a process.
+fn is_stop_signal(sig: Signal) -> bool {
+    matches!(
         sig,
         Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
-    );
-    // A group stop (the signal already delivered) has no siginfo: resume it without one.
-    let sig = if stop_sig && ptrace::getsiginfo(pid) == Err(Errno::EINVAL) {
-        None
-    } else {
-        Some(sig)
-    };
-    resume(t, pid, sig);
+    )
+}
+
+/// A signal on its way to a task (a signal-delivery stop; seized, a group stop is an event
+/// stop): passed on.
+fn signal_stop(t: &mut Tracees, pid: Pid, sig: Signal) {
+    let tid = pid.as_raw();
+    if !t.tasks.contains_key(&tid) {
+        new_task(t, tid);
+    }
+    resume(t, pid, Some(sig));
 }
 
 /// Resumes a task; one inside a traced call keeps going to that call's exit stop.
@@ -1154,4 +1242,44 @@ fn status_field(tid: i32, key: &str) -> Option<i32> {
         .lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn poll_interrupted(args: [u64; 6]) -> Task {
+        Task {
+            interrupted: Some(Interrupted::Call(Pending {
+                nr: libc::SYS_poll as u64,
+                args,
+                start_ns: 0,
+                report: true,
+                saved: Vec::new(),
+                resumes: None,
+            })),
+            ..Task::default()
+        }
+    }
+
+    #[test]
+    fn restart_syscall_goes_on_with_the_interrupted_call_of_the_same_registers() {
+        let args = [0x7ffd_0000, 1, 10_000, 0, 0, 0];
+        let mut task = poll_interrupted(args);
+        let Some(Interrupted::Call(p)) = task.resumed(RESTART_SYSCALL, &args) else {
+            panic!("the poll is resumed");
+        };
+        assert_eq!((p.nr, p.args), (libc::SYS_poll as u64, args));
+        // Once: a second restart has nothing to go on with.
+        assert!(task.resumed(RESTART_SYSCALL, &args).is_none());
+
+        // Other registers: a handler ran and this restart is of another call (nanosleep).
+        let mut task = poll_interrupted(args);
+        assert!(task.resumed(RESTART_SYSCALL, &[1, 2, 0, 0, 0, 0]).is_none());
+
+        // Any other call forgets the interrupted one.
+        let mut task = poll_interrupted(args);
+        assert!(task.resumed(libc::SYS_write as u64, &args).is_none());
+        assert!(task.interrupted.is_none());
+    }
 }

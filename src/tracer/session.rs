@@ -18,6 +18,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use nix::sys::socket::{self as nsock, SockType, SockaddrLike, SockaddrStorage, sockopt};
+use serde_json::Value;
 
 use super::args;
 use super::fds::{FdCache, FdKind};
@@ -27,7 +28,7 @@ use crate::course::notes;
 use crate::error::Error;
 use crate::event::record::{FdInfo, FdTable, Transport};
 use crate::event::tcp_state::TcpState;
-use crate::event::{AcceptQueue, Body, Event, Lane, Role, Syscall, timeline};
+use crate::event::{AcceptQueue, Args, Body, Event, Lane, Role, Syscall, timeline};
 use crate::observe::capture::PortWatch;
 use crate::observe::session::{ObserveOptions, Observers, Place, Scope, tiers};
 use crate::render::prompt::{Input, LineReader};
@@ -460,9 +461,15 @@ impl Book {
     }
 
     fn call(&mut self, stopped: &Stopped<'_>, c: &Call) {
-        let Some(spec) = table::by_nr(c.nr as i64) else {
+        let Some(row) = table::by_nr(c.nr as i64) else {
             return;
         };
+        // restart_syscall goes on with an interrupted call: that call's row decides all but
+        // the name (its descriptors, its result in memory, whether the lab looks).
+        let spec = c
+            .resumes
+            .and_then(|nr| table::by_nr(nr as i64))
+            .unwrap_or(row);
         let (pid, tid) = (c.pid as u32, c.tid as u32);
         let new_fds = args::new_fds(spec, &c.args, c.ret, stopped);
         for &fd in &new_fds {
@@ -485,7 +492,10 @@ impl Book {
             return;
         };
         let before = fd.and_then(|fd| self.proc_mut(pid).fds.get(fd).cloned());
-        let decoded = args::decode(spec, &c.args, c.ret, stopped);
+        let mut decoded = args::decode(spec, &c.args, c.ret, stopped);
+        if c.resumes.is_some() {
+            decoded = resuming(spec.name, decoded);
+        }
         let ok = c.errno.is_none();
 
         // What the call did to the descriptors.
@@ -635,7 +645,7 @@ impl Book {
                 backlog: ti.sacked,
             });
         let sc = Syscall {
-            name: spec.name.into(),
+            name: row.name.into(),
             fd,
             args: decoded,
             ret: c.ret,
@@ -694,6 +704,9 @@ impl Book {
         match spec.name {
             "execve" | "openat" => return None,
             "clone" | "clone3" | "fork" | "vfork" | "wait4" | "kill" => return Some(None),
+            // The restart of a call the tracer did not see (attached mid-call): what it waits
+            // on is not known, so it is shown as it is.
+            "restart_syscall" => return Some(None),
             "socket" | "socketpair" => return Some(fd),
             _ => {}
         }
@@ -1034,6 +1047,18 @@ impl Proc {
             own_role: false,
         }
     }
+}
+
+/// restart_syscall's arguments: `resumes` (the interrupted call's name, shown as strace
+/// shows it: `<... resuming interrupted poll ...>`), then that call's, decoded at the restart's
+/// end (poll's `revents`).
+fn resuming(call: &'static str, decoded: Args) -> Args {
+    let mut args = Args::with_capacity(decoded.entries().len() + 1);
+    args.push("resumes", Value::from(call));
+    for (k, v) in decoded.entries() {
+        args.insert(k.clone(), v.clone());
+    }
+    args
 }
 
 /// The descriptors of a `pollfd` array of `n` entries at `addr` (the first 64).

@@ -115,6 +115,13 @@ pub fn narrate_syscall(sc: &Syscall, before: Option<&FdInfo>, after: Option<&FdI
                 out.push(note(key, &[]));
             }
         }
+        "restart_syscall" => match sc.args.get("resumes") {
+            Some(_) => out.push(note(
+                "restart_syscall.resumed",
+                &[("call", arg(sc, "resumes"))],
+            )),
+            None => out.push(note("restart_syscall.unseen", &[])),
+        },
         "getsockopt" if arg(sc, "optname") == "SO_ERROR" => {
             let v = arg(sc, "optval");
             if v == "0" {

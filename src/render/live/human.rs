@@ -30,6 +30,7 @@ fn render_call(sc: &Syscall, keep: impl Fn(&str) -> bool) -> String {
         .filter(|(k, _)| keep(k))
         .map(|(k, v)| match v {
             Value::String(s) if k == "data" => format!("\"{s}\""),
+            Value::String(s) if k == "resumes" => format!("<... resuming interrupted {s} ...>"),
             Value::String(s) if s.is_empty() => "?".to_string(),
             Value::String(s) => s.clone(),
             other => other.to_string(),
