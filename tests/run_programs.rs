@@ -896,3 +896,32 @@ fn file_io_makes_no_stops_socket_io_does() {
         "{socket_waits} stops for 2,000 reads of a socket"
     );
 }
+
+/// A socket received with recvmmsg (SCM_RIGHTS) on a number no socket had: the program's
+/// read from it stops and is on the timeline, with what the kernel returned (the tracer adds
+/// a filter for the received number as it does for recvmsg's).
+#[test]
+fn a_socket_received_with_recvmmsg_is_traced() {
+    let dir = TempDir::new("recvmmsg");
+    let Some((f, _)) = run_c(
+        &dir,
+        "run_recvmmsg_fds.c",
+        &["-O1"],
+        0,
+        "the received socket read what was sent",
+    ) else {
+        return;
+    };
+    let evs = f.events();
+    let pid = pid_of(&evs, "recvmmsg");
+    let (_, recv) = calls_of(&evs, pid, "recvmmsg")[0];
+    assert_eq!(recv.ret, 1, "{recv:?}");
+    let reads: Vec<_> = calls_of(&evs, pid, "read")
+        .into_iter()
+        .map(|(_, sc)| (sc.fd, sc.ret))
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    let (fd, ret) = reads[0];
+    assert!(fd.is_some_and(|fd| fd > 64), "{reads:?}");
+    assert_eq!(ret, 4);
+}

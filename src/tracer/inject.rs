@@ -190,13 +190,31 @@ pub fn inherited_sockets() -> Vec<u32> {
         .collect()
 }
 
+/// The descriptors recvmmsg's `count` messages brought (SCM_RIGHTS), from the `struct
+/// mmsghdr` array at `vec` (each begins with its `struct msghdr`).
+pub fn received_fds_each(
+    mem: &impl Fn(u64, usize) -> Option<Vec<u8>>,
+    vec: u64,
+    count: i64,
+) -> Vec<i32> {
+    let size = std::mem::size_of::<libc::mmsghdr>() as u64;
+    // The kernel caps a vector at UIO_MAXIOV (1024) messages.
+    (0..count.clamp(0, 1024) as u64)
+        .flat_map(|i| received_fds(mem, vec.wrapping_add(i * size)))
+        .collect()
+}
+
 /// The descriptors an SCM_RIGHTS message brought, from a `struct msghdr` at `msg` after
 /// recvmsg returned (its `msg_controllen` is what the kernel wrote).
 pub fn received_fds(mem: &impl Fn(u64, usize) -> Option<Vec<u8>>, msg: u64) -> Vec<i32> {
     let Some(h) = mem(msg, 56) else {
         return Vec::new();
     };
-    let word = |o: usize| u64::from_ne_bytes(h[o..o + 8].try_into().unwrap_or([0; 8]));
+    let word = |o: usize| {
+        h.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
     let (control, len) = (word(32), word(40).min(4096) as usize);
     if control == 0 || len < 16 {
         return Vec::new();
@@ -254,5 +272,20 @@ mod tests {
         };
         assert_eq!(received_fds(&mem, 0x1000), vec![7, 9]);
         assert!(received_fds(&mem, 0x3000).is_empty());
+        // A header cut short by the end of a mapping reads as no message, no panic.
+        let short = |addr: u64, len: usize| (addr == 0x1000).then(|| msg[..len.min(20)].to_vec());
+        assert!(received_fds(&short, 0x1000).is_empty());
+        // recvmmsg: the second message of the vector (a struct mmsghdr is 64 bytes).
+        let size = std::mem::size_of::<libc::mmsghdr>() as u64;
+        assert_eq!(size, 64);
+        let vec_mem = |addr: u64, len: usize| match addr {
+            0x1000 => Some(vec![0; len]),
+            a if a == 0x1000 + size => Some(msg[..len].to_vec()),
+            0x2000 => Some(control[..len].to_vec()),
+            _ => None,
+        };
+        assert_eq!(received_fds_each(&vec_mem, 0x1000, 2), vec![7, 9]);
+        assert!(received_fds_each(&vec_mem, 0x1000, 1).is_empty());
+        assert!(received_fds_each(&vec_mem, 0x1000, -1).is_empty());
     }
 }

@@ -1054,6 +1054,7 @@ fn new_sockets(pid: i32, p: &Pending, ret: i64, mem: &Stopped<'_>) -> Vec<u32> {
             vec![ret as i32]
         }
         libc::SYS_recvmsg => inject::received_fds(&|a, n| mem.read(a, n), p.args[1]),
+        libc::SYS_recvmmsg => inject::received_fds_each(&|a, n| mem.read(a, n), p.args[1], ret),
         _ => Vec::new(),
     };
     fds.into_iter()

@@ -477,6 +477,20 @@ impl Book {
             // The number holds something new (a dup2 may put a file where a socket was).
             self.proc_mut(pid).fds.remove(fd);
         }
+        // SCM_RIGHTS: a number that held a file may hold a received socket now.
+        let received = match spec.name {
+            "recvmsg" if c.ret >= 0 => {
+                super::inject::received_fds(&|a, n| stopped.read(a, n), c.args[1])
+            }
+            "recvmmsg" => {
+                super::inject::received_fds_each(&|a, n| stopped.read(a, n), c.args[1], c.ret)
+            }
+            _ => Vec::new(),
+        };
+        for fd in received {
+            self.kinds.forget(c.pid, fd);
+            self.proc_mut(pid).fds.remove(fd);
+        }
         if spec.name == "close_range"
             && c.errno.is_none()
             && c.args[2] & u64::from(libc::CLOSE_RANGE_CLOEXEC) == 0
