@@ -169,15 +169,21 @@ pub fn is_socket(pid: i32, fd: i32) -> bool {
             .is_ok_and(|l| l.as_os_str().as_encoded_bytes().starts_with(b"socket:"))
 }
 
-/// This process's sockets that a child keeps across exec (no close-on-exec flag, per
-/// `/proc/self/fdinfo`).
-pub fn inherited_sockets() -> Vec<u32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+/// The socket descriptors process `pid` holds (`/proc/PID/fd`).
+pub fn sockets_of(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&fd| is_socket(me, fd))
+        .filter(|&fd| is_socket(pid, fd))
+        .collect()
+}
+
+/// This process's sockets that a child keeps across exec (no close-on-exec flag, per
+/// `/proc/self/fdinfo`).
+pub fn inherited_sockets() -> Vec<u32> {
+    sockets_of(std::process::id() as i32)
+        .into_iter()
         .filter(|fd| {
             std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).is_ok_and(|info| {
                 info.lines()
@@ -188,6 +194,22 @@ pub fn inherited_sockets() -> Vec<u32> {
         })
         .map(|fd| fd as u32)
         .collect()
+}
+
+/// The descriptors call `nr` (recvmsg or recvmmsg) made with `args` received over SCM_RIGHTS,
+/// once it returned `ret`; none for any other call.
+pub fn received(
+    nr: i64,
+    args: &[u64; 6],
+    ret: i64,
+    mem: &impl Fn(u64, usize) -> Option<Vec<u8>>,
+) -> Vec<i32> {
+    match nr {
+        _ if ret < 0 => Vec::new(),
+        libc::SYS_recvmsg => received_fds(mem, args[1]),
+        libc::SYS_recvmmsg => received_fds_each(mem, args[1], ret),
+        _ => Vec::new(),
+    }
 }
 
 /// The descriptors recvmmsg's `count` messages brought (SCM_RIGHTS), from the `struct

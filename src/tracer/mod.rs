@@ -1053,8 +1053,9 @@ fn new_sockets(pid: i32, p: &Pending, ret: i64, mem: &Stopped<'_>) -> Vec<u32> {
         libc::SYS_fcntl if matches!(p.args[1] as i32, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) => {
             vec![ret as i32]
         }
-        libc::SYS_recvmsg => inject::received_fds(&|a, n| mem.read(a, n), p.args[1]),
-        libc::SYS_recvmmsg => inject::received_fds_each(&|a, n| mem.read(a, n), p.args[1], ret),
+        libc::SYS_recvmsg | libc::SYS_recvmmsg => {
+            inject::received(p.nr as i64, &p.args, ret, &|a, n| mem.read(a, n))
+        }
         _ => Vec::new(),
     };
     fds.into_iter()

@@ -56,6 +56,7 @@ pub const SOURCES: &[i64] = &[
     libc::SYS_dup3,
     libc::SYS_fcntl,
     libc::SYS_recvmsg,
+    libc::SYS_recvmmsg,
     libc::SYS_pidfd_getfd,
 ];
 

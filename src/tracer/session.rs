@@ -478,15 +478,7 @@ impl Book {
             self.proc_mut(pid).fds.remove(fd);
         }
         // SCM_RIGHTS: a number that held a file may hold a received socket now.
-        let received = match spec.name {
-            "recvmsg" if c.ret >= 0 => {
-                super::inject::received_fds(&|a, n| stopped.read(a, n), c.args[1])
-            }
-            "recvmmsg" => {
-                super::inject::received_fds_each(&|a, n| stopped.read(a, n), c.args[1], c.ret)
-            }
-            _ => Vec::new(),
-        };
+        let received = super::inject::received(spec.nr, &c.args, c.ret, &|a, n| stopped.read(a, n));
         for fd in received {
             self.kinds.forget(c.pid, fd);
             self.proc_mut(pid).fds.remove(fd);
@@ -874,7 +866,7 @@ impl Book {
             libc::SYS_sendto => (args[4], args[5]),
             libc::SYS_sendmsg => {
                 // struct msghdr: msg_name, then msg_namelen.
-                let Some(h) = stopped.read(args[1], 12) else {
+                let Some(h) = stopped.read(args[1], 12).filter(|h| h.len() == 12) else {
                     return;
                 };
                 let name = u64::from_ne_bytes(h[..8].try_into().unwrap_or_default());
@@ -904,16 +896,7 @@ impl Book {
         let Ok(pidfd) = crate::sys::ffi::pidfd_open(nix::unistd::Pid::from_raw(pid)) else {
             return;
         };
-        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            return;
-        };
-        for entry in dir.flatten() {
-            let fd = entry.file_name().to_string_lossy().parse::<i32>().ok();
-            let is_socket = std::fs::read_link(entry.path())
-                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
-            let Some(fd) = fd.filter(|_| is_socket) else {
-                continue;
-            };
+        for fd in super::inject::sockets_of(pid) {
             let Ok(dup) = crate::sys::ffi::pidfd_getfd(std::os::fd::AsFd::as_fd(&pidfd), fd) else {
                 continue;
             };
