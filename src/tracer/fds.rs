@@ -37,6 +37,11 @@ impl FdCache {
             .or_insert_with(|| read_kind(pid, fd))
     }
 
+    /// Records what descriptor `fd` of `pid` is, known from the call that made it.
+    pub fn set(&mut self, pid: i32, fd: i32, kind: FdKind) {
+        self.known.insert((pid, fd), kind);
+    }
+
     /// Forgets descriptor `fd` of `pid`: a call closed it, or made it anew (socket, accept,
     /// dup2 onto it, fcntl F_DUPFD), so the next look reads `/proc` again.
     pub fn forget(&mut self, pid: i32, fd: i32) {

@@ -510,8 +510,15 @@ impl Book {
             let Some(dup) = stopped.socket(new) else {
                 continue;
             };
-            let accepted = matches!(spec.name, "accept" | "accept4")
-                .then(|| self.accepted(pid, c, stopped))
+            let accepts = matches!(spec.name, "accept" | "accept4");
+            if accepts || matches!(spec.name, "socket" | "socketpair") {
+                // These calls make sockets only: no /proc link to read at the next call.
+                if let Ok(st) = nix::sys::stat::fstat(&dup) {
+                    self.kinds.set(c.pid, new, FdKind::Socket { inode: st.st_ino });
+                }
+            }
+            let accepted = accepts
+                .then(|| self.accepted(pid, c, stopped, &dup))
                 .flatten();
             let look = accepted.unwrap_or_else(|| look(&dup));
             if fd == Some(new) {
@@ -566,6 +573,8 @@ impl Book {
                 let proc = self.proc_mut(pid);
                 // A connected socket's addresses cannot change: after a data call only its
                 // state is read (three syscalls fewer per call).
+                // Nor can a listener's (a later bind fails): an accept that found no
+                // connection reads only the queue.
                 let look = match proc.fds.get(fd) {
                     Some(i)
                         if spec.probe == Probe::Sampled
@@ -574,6 +583,7 @@ impl Book {
                     {
                         Look::of(i)
                     }
+                    Some(i) if i.listening && i.local.is_some() => Look::of(i),
                     _ => look(&dup),
                 };
                 if proc.fds.get(fd).is_none() {
@@ -714,6 +724,8 @@ impl Book {
             // on is not known, so it is shown as it is.
             "restart_syscall" => return Some(None),
             "socket" | "socketpair" => return Some(fd),
+            // What an accept returns is a socket.
+            "accept" | "accept4" if !new_fds.is_empty() => return Some(fd),
             _ => {}
         }
         if !new_fds.is_empty() {
@@ -754,10 +766,25 @@ impl Book {
     /// What an accept's new socket is, from the call itself: the peer's address the kernel
     /// wrote, the listener's address and transport (three syscalls fewer than a look). None
     /// when the program passed no address or the listener's address is a wildcard.
-    fn accepted(&mut self, pid: u32, c: &Call, mem: &Stopped<'_>) -> Option<Look> {
+    fn accepted(
+        &mut self,
+        pid: u32,
+        c: &Call,
+        mem: &Stopped<'_>,
+        dup: &OwnedFd,
+    ) -> Option<Look> {
         let listener = self.proc_mut(pid).fds.get(c.args[0] as i32)?;
         let local = listener.local.filter(|a| !a.ip().is_unspecified())?;
         let transport = listener.transport;
+        if c.args[1] == 0 || c.args[2] == 0 {
+            // accept(fd, NULL, NULL): the peer from the socket itself.
+            let remote = nsock::getpeername::<SockaddrStorage>(dup.as_raw_fd()).ok();
+            return Some(Look {
+                transport,
+                local: Some(local),
+                remote: inet(remote.as_ref()?),
+            });
+        }
         let len = mem.read(c.args[2], 4).filter(|b| b.len() == 4)?;
         let len = u32::from_ne_bytes([len[0], len[1], len[2], len[3]]) as usize;
         let bytes = mem.read(c.args[1], len.min(128))?;
