@@ -367,7 +367,7 @@ fn tracers_are_measured_beside_the_untraced_servers() {
         assert!(labels.contains(&want), "{labels:?}");
     }
     if strace {
-        for want in ["epoll+strace", "epoll+strace-bpf"] {
+        for want in ["epoll+strace", "epoll+strace-bpf", "epoll+strace-same"] {
             assert!(labels.contains(&want), "{labels:?}");
         }
     }
@@ -379,7 +379,10 @@ fn tracers_are_measured_beside_the_untraced_servers() {
         match run["tracer"].as_str() {
             None => assert!(run.get("tracer_kib_peak").is_none(), "{run:#}"),
             Some(t) => {
-                assert!(["run", "strace", "strace-bpf"].contains(&t), "{run:#}");
+                assert!(
+                    ["run", "strace", "strace-bpf", "strace-same"].contains(&t),
+                    "{run:#}"
+                );
                 assert!(run["label"].as_str().unwrap().ends_with(&format!("+{t}")));
                 assert!(num(run, "/tracer_kib_peak") > 0.0, "{run:#}");
                 assert!(num(run, "/tracer_kib_peak") >= num(run, "/tracer_kib_loaded"));
@@ -403,6 +406,11 @@ fn tracers_are_measured_beside_the_untraced_servers() {
                 ratios
                     .iter()
                     .any(|r| r["what"] == "run/strace-bpf" && r["workload"] == w)
+            );
+            assert!(
+                ratios
+                    .iter()
+                    .any(|r| r["what"] == "run/strace-same" && r["workload"] == w)
             );
         }
     }

@@ -319,7 +319,10 @@ fn a_c_program_with_poll_accept4_sendmsg_recvmsg() {
     let (_, connect) = calls_of(&evs, client, "connect")[0];
     assert!(connect.local.is_some(), "{connect:?}");
     assert_eq!(accept.local, listen.local, "{accept:?}");
-    assert_eq!(accept.remote, connect.local, "the two ends of one connection");
+    assert_eq!(
+        accept.remote, connect.local,
+        "the two ends of one connection"
+    );
     let conn = accept.ret as i32;
 
     // The two polls: on the listener (a connection waiting), then on the connection.

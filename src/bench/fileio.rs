@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 
 use super::BenchConfig;
 use super::report::{FileIoRun, Report};
-use super::server::{STRACE_BPF_CALLS, Tracer};
+use super::server::Tracer;
 use crate::error::Error;
 use crate::sys::ffi;
 
@@ -67,23 +67,14 @@ fn programs(mib: u64, file: &Path) -> Vec<Program> {
 fn command(cfg: &BenchConfig, strace: &Path, tracer: Option<Tracer>, prog: &Program) -> Command {
     let mut c = match tracer {
         None => Command::new(&prog.argv[0]),
-        Some(Tracer::Run) => {
-            let mut c = Command::new(&cfg.socklab);
-            c.args(["--json", "run", "--no-kernel", "--no-packets", "--"])
-                .arg(&prog.argv[0]);
-            c
-        }
-        Some(Tracer::Strace) => {
-            let mut c = Command::new(strace);
-            c.args(["-f", "-qq", "-o", "/dev/null"]).arg(&prog.argv[0]);
-            c
-        }
-        Some(Tracer::StraceBpf) => {
-            let mut c = Command::new(strace);
-            c.args(["-f", "-qq", "--seccomp-bpf", "-e"])
-                .arg(format!("trace={STRACE_BPF_CALLS}"))
-                .args(["-o", "/dev/null"])
-                .arg(&prog.argv[0]);
+        Some(t) => {
+            let exe = if t == Tracer::Run {
+                &cfg.socklab
+            } else {
+                strace
+            };
+            let mut c = t.command(exe, Path::new("/dev/null"));
+            c.arg(&prog.argv[0]);
             c
         }
     };

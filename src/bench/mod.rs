@@ -623,6 +623,11 @@ fn tracers(cfg: &BenchConfig, pin: &Pinning, rep: &mut Report, m: Model) -> Resu
                 }
                 rep.ratios.extend(rs);
             }
+            // No target: strace with socklab's own stops, so the cost of each is compared.
+            if let Some(o) = find(c, Some(Tracer::StraceSame)) {
+                rep.ratios
+                    .extend(report::ratios("run/strace-same", &model, run, o));
+            }
         }
     }
     rep.runs.extend(runs);

@@ -192,7 +192,7 @@ pub struct Run {
     pub logged_events: Option<u64>,
     /// Bytes of that log.
     pub logged_bytes: Option<u64>,
-    /// The tracer the server ran under (`--tracers`): `run`, `strace` or `strace-bpf`.
+    /// The tracer the server ran under (`--tracers`): `run`, `strace`, `strace-bpf` or `strace-same`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracer: Option<String>,
     /// Lines of the tracer's output (`socklab run --json`: events; strace: about one a call).
@@ -218,7 +218,7 @@ pub struct FileIoRun {
     pub program: String,
     /// The command line, untraced.
     pub command: String,
-    /// `untraced`, `run`, `strace` or `strace-bpf`.
+    /// `untraced`, `run`, `strace`, `strace-bpf` or `strace-same`.
     pub tracer: String,
     /// Wall time of each run, seconds.
     pub secs: Vec<f64>,

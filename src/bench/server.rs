@@ -39,6 +39,10 @@ pub const TRACED_STOP_GRACE: Duration = Duration::from_secs(120);
 /// The syscalls `strace --seccomp-bpf` is asked to trace (`-e trace=`): about the calls
 /// `socklab run` stops at for an echo server.
 pub const STRACE_BPF_CALLS: &str = "%network,read,write,close";
+/// [`STRACE_BPF_CALLS`] and the waits on sockets that `socklab run` stops at too (the issue
+/// asks it to decode them): strace with the same stops as socklab, for a fair comparison.
+pub const STRACE_SAME_CALLS: &str = "%network,read,write,close,\
+    epoll_ctl,epoll_wait,epoll_pwait,epoll_pwait2,poll,ppoll,select,pselect6";
 
 /// A tracer around the server under test (`bench --tracers`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +54,18 @@ pub enum Tracer {
     /// `strace -f -qq --seccomp-bpf -e trace=CALLS -o FILE SERVER`, CALLS being
     /// [`STRACE_BPF_CALLS`]: stops at those calls only.
     StraceBpf,
+    /// The same with [`STRACE_SAME_CALLS`]: the stops `socklab run` makes for an echo server.
+    StraceSame,
 }
 
 impl Tracer {
     /// Every tracer, in the order they are started.
-    pub const ALL: [Tracer; 3] = [Tracer::Run, Tracer::Strace, Tracer::StraceBpf];
+    pub const ALL: [Tracer; 4] = [
+        Tracer::Run,
+        Tracer::Strace,
+        Tracer::StraceBpf,
+        Tracer::StraceSame,
+    ];
 
     /// `run`, `strace`, `strace-bpf`: the label's suffix and the report's `tracer`.
     pub fn name(self) -> &'static str {
@@ -62,6 +73,7 @@ impl Tracer {
             Tracer::Run => "run",
             Tracer::Strace => "strace",
             Tracer::StraceBpf => "strace-bpf",
+            Tracer::StraceSame => "strace-same",
         }
     }
 
@@ -75,9 +87,14 @@ impl Tracer {
             Tracer::Strace => {
                 c.args(["-f", "-qq", "-o"]).arg(out);
             }
-            Tracer::StraceBpf => {
+            Tracer::StraceBpf | Tracer::StraceSame => {
+                let calls = if self == Tracer::StraceBpf {
+                    STRACE_BPF_CALLS
+                } else {
+                    STRACE_SAME_CALLS
+                };
                 c.args(["-f", "-qq", "--seccomp-bpf", "-e"])
-                    .arg(format!("trace={STRACE_BPF_CALLS}"))
+                    .arg(format!("trace={calls}"))
                     .arg("-o")
                     .arg(out);
             }

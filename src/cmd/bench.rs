@@ -68,8 +68,10 @@ pub struct BenchArgs {
     /// with cc) and print socklab/C ratios.
     #[arg(long, requires = "model")]
     c_baseline: bool,
-    /// Measure the model's socklab and C servers untraced and under `socklab run`, `strace -f`
-    /// and `strace -f --seccomp-bpf` (each tracer's output to a file), side by side in turns,
+    /// Measure the model's socklab and C servers untraced and under `socklab run`, `strace -f`,
+    /// `strace -f --seccomp-bpf` with the network calls, read, write and close, and the same
+    /// with the waits on sockets added (strace-same: socklab run's own stops), each tracer's
+    /// output to a file, side by side in turns,
     /// RR and CRR; print the ratios to untraced and the tracers' peak memory; then time a few
     /// file-I/O programs untraced and under the tracers. Pins to one CPU unless --pin says
     /// otherwise.

@@ -514,7 +514,8 @@ impl Book {
             if accepts || matches!(spec.name, "socket" | "socketpair") {
                 // These calls make sockets only: no /proc link to read at the next call.
                 if let Ok(st) = nix::sys::stat::fstat(&dup) {
-                    self.kinds.set(c.pid, new, FdKind::Socket { inode: st.st_ino });
+                    self.kinds
+                        .set(c.pid, new, FdKind::Socket { inode: st.st_ino });
                 }
             }
             let accepted = accepts
@@ -766,13 +767,7 @@ impl Book {
     /// What an accept's new socket is, from the call itself: the peer's address the kernel
     /// wrote, the listener's address and transport (three syscalls fewer than a look). None
     /// when the program passed no address or the listener's address is a wildcard.
-    fn accepted(
-        &mut self,
-        pid: u32,
-        c: &Call,
-        mem: &Stopped<'_>,
-        dup: &OwnedFd,
-    ) -> Option<Look> {
+    fn accepted(&mut self, pid: u32, c: &Call, mem: &Stopped<'_>, dup: &OwnedFd) -> Option<Look> {
         let listener = self.proc_mut(pid).fds.get(c.args[0] as i32)?;
         let local = listener.local.filter(|a| !a.ip().is_unspecified())?;
         let transport = listener.transport;
