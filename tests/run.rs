@@ -594,3 +594,49 @@ fn a_busy_connections_probes_are_sampled_unless_probe_all() {
         }
     }
 }
+
+/// `--step` pauses before a wait on sockets too (poll, select), where the descriptors are
+/// in the program's memory rather than in an argument.
+#[test]
+fn step_pauses_before_a_wait_on_a_socket() {
+    use std::process::Stdio;
+    let Some(python) = util::python3() else {
+        util::skip("python3 is not installed (package python3)");
+        return;
+    };
+    let script = "import socket, select\n\
+                  s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n\
+                  p = select.poll(); p.register(s, select.POLLIN); p.poll(0)\n\
+                  select.select([s], [], [], 0)\n\
+                  s.close()\n";
+    let mut child = Command::new(socklab_exe())
+        .args(["--json", "run", "--step", "--"])
+        .arg(&python)
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Enter for every pause (more than enough), then the end of input.
+    child.stdin.take().unwrap().write_all(&[b'\n'; 64]).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let paused: Vec<&str> = stderr
+        .split("Paused before ")
+        .skip(1)
+        .filter_map(|rest| rest.split('(').next())
+        .collect();
+    let at = |name: &str| paused.iter().position(|p| *p == name);
+    let (listen, poll, close) = (at("listen"), at("poll"), at("close"));
+    let select = at("pselect6").or(at("select"));
+    assert!(
+        listen.is_some() && poll.is_some() && select.is_some(),
+        "{paused:?}"
+    );
+    assert!(
+        listen < poll && poll < select && select < close,
+        "{paused:?}"
+    );
+}

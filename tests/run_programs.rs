@@ -933,3 +933,44 @@ fn a_socket_received_with_recvmmsg_is_traced() {
     assert!(fd.is_some_and(|fd| fd > 64), "{reads:?}");
     assert_eq!(ret, 4);
 }
+
+/// A sendmmsg's destinations reach the capture's filter before the call goes on: both
+/// datagrams of the first call to a port are on the timeline.
+#[test]
+fn a_sendmmsg_destination_is_captured_from_the_first_datagram() {
+    if !is_root() {
+        util::skip("needs root (the capture)");
+        return;
+    }
+    let dir = TempDir::new("sendmmsg_to");
+    let Some(exe) = compile(&dir, "run_sendmmsg_to.c", &["-O1"]) else {
+        return;
+    };
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let to = rx.local_addr().unwrap().to_string();
+    let port = rx.local_addr().unwrap().port().to_string();
+    let (f, socklab) = run(&["--json"], &[&exe.display().to_string(), &port]);
+    assert_no_panic(&f.stderr);
+    assert_eq!(f.status.code(), Some(0), "{}", f.stderr);
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        rx.recv(&mut buf).unwrap(),
+        5,
+        "the kernel delivered the first"
+    );
+    let evs = f.events();
+    let lens: Vec<u32> = evs
+        .iter()
+        .filter_map(|e| match &e.body {
+            Body::Packet(p) if p.dst == to => Some(p.len),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        lens,
+        [5, 6],
+        "both datagrams on the wire lane\n{}",
+        f.stderr
+    );
+    assert_nothing_left(socklab, &dir.text());
+}

@@ -765,8 +765,8 @@ impl Book {
     }
 
     /// What an accept's new socket is, from the call itself: the peer's address the kernel
-    /// wrote, the listener's address and transport (three syscalls fewer than a look). None
-    /// when the program passed no address or the listener's address is a wildcard.
+    /// wrote (or, passed none, `getpeername`), the listener's address and transport (fewer
+    /// syscalls than a look). None when the listener's address is a wildcard.
     fn accepted(&mut self, pid: u32, c: &Call, mem: &Stopped<'_>, dup: &OwnedFd) -> Option<Look> {
         let listener = self.proc_mut(pid).fds.get(c.args[0] as i32)?;
         let local = listener.local.filter(|a| !a.ip().is_unspecified())?;
@@ -797,13 +797,30 @@ impl Book {
         let Some(spec) = table::by_nr(nr as i64) else {
             return;
         };
-        let socket_call = matches!(spec.name, "socket" | "socketpair")
-            || spec
-                .args
-                .iter()
-                .zip(raw)
-                .filter(|(a, _)| a.kind == Kind::Fd)
-                .any(|(_, &fd)| matches!(self.kinds.kind(pid, fd as i32), FdKind::Socket { .. }));
+        // A wait pauses when it waits on a socket, as its event is shown only then.
+        let fds = match spec.name {
+            "socket" | "socketpair" => None,
+            "epoll_wait" | "epoll_pwait" | "epoll_pwait2" => {
+                if !self.proc_mut(pid as u32).epolls.contains(&(raw[0] as i32)) {
+                    return;
+                }
+                None
+            }
+            "poll" | "ppoll" => Some(poll_fds(stopped, raw[0], raw[1])),
+            "select" | "pselect6" => Some(args::select_fds(raw, stopped)),
+            _ => Some(
+                spec.args
+                    .iter()
+                    .zip(raw)
+                    .filter(|(a, _)| a.kind == Kind::Fd)
+                    .map(|(_, &fd)| fd as i32)
+                    .collect(),
+            ),
+        };
+        let socket_call = fds.is_none_or(|fds| {
+            fds.into_iter()
+                .any(|fd| matches!(self.kinds.kind(pid, fd), FdKind::Socket { .. }))
+        });
         if !socket_call {
             return;
         }
@@ -883,30 +900,39 @@ impl Book {
     /// At a bind, connect, sendto or sendmsg, before it goes on: the port it names, so the
     /// capture keeps its first packet (a connect's SYN) too.
     fn watch_target(&mut self, stopped: &Stopped<'_>, nr: u64, args: &[u64; 6]) {
-        let (addr, len) = match nr as i64 {
-            libc::SYS_bind | libc::SYS_connect => (args[1], args[2]),
-            libc::SYS_sendto => (args[4], args[5]),
-            libc::SYS_sendmsg => {
-                // struct msghdr: msg_name, then msg_namelen.
-                let Some(h) = stopped.read(args[1], 12).filter(|h| h.len() == 12) else {
-                    return;
-                };
-                let name = u64::from_ne_bytes(h[..8].try_into().unwrap_or_default());
-                (
-                    name,
-                    u64::from(u32::from_ne_bytes(h[8..12].try_into().unwrap_or_default())),
-                )
-            }
+        // struct msghdr: msg_name, then msg_namelen; struct mmsghdr: a msghdr and msg_len, 64
+        // bytes in all.
+        let names = |at: u64, n: usize| -> Vec<(u64, u64)> {
+            let Some(b) = stopped.read(at, n * 64) else {
+                return Vec::new();
+            };
+            b.chunks(64)
+                .filter(|h| h.len() >= 12)
+                .map(|h| {
+                    let name = u64::from_ne_bytes(h[..8].try_into().unwrap_or_default());
+                    let len = u32::from_ne_bytes(h[8..12].try_into().unwrap_or_default());
+                    (name, u64::from(len))
+                })
+                .collect()
+        };
+        let targets = match nr as i64 {
+            libc::SYS_bind | libc::SYS_connect => vec![(args[1], args[2])],
+            libc::SYS_sendto => vec![(args[4], args[5])],
+            libc::SYS_sendmsg => names(args[1], 1),
+            // The first 64 messages' destinations (sendmmsg sends at most UIO_MAXIOV).
+            libc::SYS_sendmmsg => names(args[1], (args[2] as usize).min(64)),
             _ => return,
         };
-        if addr == 0 || len < 4 {
-            return;
-        }
-        if let Some(port) = stopped
-            .read(addr, len.min(128) as usize)
-            .and_then(|b| super::decode::inet_port(&b))
-        {
-            self.watch_port(port);
+        for (addr, len) in targets {
+            if addr == 0 || len < 4 {
+                continue;
+            }
+            if let Some(port) = stopped
+                .read(addr, len.min(128) as usize)
+                .and_then(|b| super::decode::inet_port(&b))
+            {
+                self.watch_port(port);
+            }
         }
     }
 
