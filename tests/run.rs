@@ -618,16 +618,50 @@ fn step_pauses_before_a_wait_on_a_socket() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Enter for every pause (more than enough), then the end of input.
-    child.stdin.take().unwrap().write_all(&[b'\n'; 64]).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let paused: Vec<&str> = stderr
-        .split("Paused before ")
-        .skip(1)
-        .filter_map(|rest| rest.split('(').next())
+    // At each pause, what the kernel says the program is doing (`/proc/PID/syscall`: the
+    // number of the call it is stopped in), then Enter.
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let lines = util::line_channel(child.stderr.take().unwrap());
+    let mut stderr = String::new();
+    let mut in_kernel = Vec::new();
+    while let Ok(line) = lines.recv_timeout(TIMEOUT) {
+        stderr.push_str(&line);
+        stderr.push('\n');
+        let Some((who, call)) = line.split_once("  Paused before ") else {
+            continue;
+        };
+        let pid = who.rsplit('[').next().and_then(|p| p.strip_suffix(']'));
+        let nr = pid
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/syscall")).ok())
+            .and_then(|s| s.split(' ').next()?.parse::<i64>().ok());
+        let name = call.split('(').next().unwrap_or_default();
+        in_kernel.push((name.to_string(), nr));
+        stdin.write_all(b"\n").unwrap();
+    }
+    drop(stdin);
+    let status = util::wait_exit(&mut child, TIMEOUT).expect("socklab ended");
+    let _ = out.join();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let nr_of = |name: &str| match name {
+        "poll" => Some(libc::SYS_poll),
+        "select" => Some(libc::SYS_select),
+        "pselect6" => Some(libc::SYS_pselect6),
+        _ => None,
+    };
+    let waits: Vec<_> = in_kernel
+        .iter()
+        .filter_map(|(name, nr)| Some((nr_of(name)?, *nr)))
         .collect();
+    if waits.iter().all(|(_, nr)| nr.is_none()) {
+        util::skip("/proc/PID/syscall is not readable here (needs ptrace access)");
+    } else {
+        for (want, nr) in &waits {
+            assert_eq!(*nr, Some(*want), "held in the wait: {in_kernel:?}");
+        }
+    }
+    let paused: Vec<&str> = in_kernel.iter().map(|(n, _)| n.as_str()).collect();
     // The interpreter may look for nscd's socket first: from the listen on, the script's own.
     let from = paused.iter().position(|p| *p == "listen");
     let tail = from.map(|i| &paused[i..]).unwrap_or_default();

@@ -138,9 +138,15 @@ pub fn call_text(name: &str, fd: Option<RawFd>) -> String {
     }
 }
 
-/// Why a program makes the call `name`, in the language of the run.
+/// Why a program makes the call `name`, in the language of the run (a pointer to its man
+/// page for a call the catalogue has no text for: `socklab run --step` may pause at any).
 pub fn why(name: &str) -> String {
-    notes::text(&format!("step.why.{name}"), &[])
+    let key = format!("step.why.{name}");
+    if notes::has(&key) {
+        notes::text(&key, &[])
+    } else {
+        notes::text("step.why.other", &[("call", name.to_string())])
+    }
 }
 
 /// What one pause's wait came to.
@@ -318,6 +324,19 @@ mod tests {
                 let key = format!("step.why.{n}");
                 assert!(c.messages.contains_key(&key), "{lang}: no {key}");
             }
+        }
+    }
+
+    #[test]
+    fn every_call_of_the_table_says_why() {
+        for c in crate::sys::table::CALLS {
+            let text = why(c.name);
+            assert!(!text.starts_with("step.why"), "{}: {text}", c.name);
+            assert!(
+                text.contains(c.name) || c.name == "clone",
+                "{}: {text}",
+                c.name
+            );
         }
     }
 
