@@ -192,7 +192,8 @@ pub struct Run {
     pub logged_events: Option<u64>,
     /// Bytes of that log.
     pub logged_bytes: Option<u64>,
-    /// The tracer the server ran under (`--tracers`): `run`, `strace`, `strace-bpf` or `strace-same`.
+    /// The tracer the server ran under (`--tracers`): `run`, `strace`, `strace-bpf` or
+    /// `strace-same`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracer: Option<String>,
     /// Lines of the tracer's output (`socklab run --json`: events; strace: about one a call).

@@ -67,7 +67,7 @@ impl Tracer {
         Tracer::StraceSame,
     ];
 
-    /// `run`, `strace`, `strace-bpf`: the label's suffix and the report's `tracer`.
+    /// `run`, `strace`, `strace-bpf`, `strace-same`: the label's suffix and the report's `tracer`.
     pub fn name(self) -> &'static str {
         match self {
             Tracer::Run => "run",

@@ -167,6 +167,56 @@ pub fn select_fds(raw: &[u64; 6], mem: &dyn Memory) -> Vec<i32> {
         .collect()
 }
 
+/// The descriptors of a `pollfd` array of `n` entries at `addr` (the first 64).
+fn poll_fds(addr: u64, n: u64, mem: &dyn Memory) -> Vec<i32> {
+    let n = n.min(64) as usize;
+    // struct pollfd: int fd; short events; short revents.
+    mem.read(addr, n * 8)
+        .unwrap_or_default()
+        .chunks_exact(8)
+        .map(|e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]))
+        .collect()
+}
+
+/// The descriptors a poll, ppoll, select or pselect6 made with `raw` waits on (the first 64
+/// pollfds; the sets as passed, [`select_fds`]); None for any other call.
+pub fn waited_fds(name: &str, raw: &[u64; 6], mem: &dyn Memory) -> Option<Vec<i32>> {
+    match name {
+        "poll" | "ppoll" => Some(poll_fds(raw[0], raw[1], mem)),
+        "select" | "pselect6" => Some(select_fds(raw, mem)),
+        _ => None,
+    }
+}
+
+/// The addresses a call about to be made names as where it binds or sends, as `(pointer,
+/// length)` of each sockaddr in the program's memory: bind's and connect's, sendto's, the
+/// `msg_name` of sendmsg's message and of each of sendmmsg's first 64.
+pub fn destinations(nr: i64, raw: &[u64; 6], mem: &dyn Memory) -> Vec<(u64, u64)> {
+    // struct msghdr begins with msg_name and msg_namelen; struct mmsghdr is a msghdr and
+    // msg_len, padded.
+    let size = std::mem::size_of::<libc::mmsghdr>();
+    let names = |at: u64, n: usize| -> Vec<(u64, u64)> {
+        let Some(b) = mem.read(at, n * size) else {
+            return Vec::new();
+        };
+        b.chunks(size)
+            .filter(|h| h.len() >= 12)
+            .map(|h| {
+                let name = u64::from_ne_bytes(h[..8].try_into().unwrap_or_default());
+                let len = u32::from_ne_bytes(h[8..12].try_into().unwrap_or_default());
+                (name, u64::from(len))
+            })
+            .collect()
+    };
+    match nr {
+        libc::SYS_bind | libc::SYS_connect => vec![(raw[1], raw[2])],
+        libc::SYS_sendto => vec![(raw[4], raw[5])],
+        libc::SYS_sendmsg => names(raw[1], 1),
+        libc::SYS_sendmmsg => names(raw[1], (raw[2] as usize).min(64)),
+        _ => Vec::new(),
+    }
+}
+
 /// The bytes of an `fd_set` of `nfds` bits, in whole longs as the kernel reads it.
 fn fd_set_len(nfds: u64) -> usize {
     let bits = u64::from(nfds as i32 as u32).min(FDSET_MAX_BITS);
@@ -2064,6 +2114,25 @@ mod tests {
         b.extend_from_slice(&msg_len.to_ne_bytes());
         b.extend_from_slice(&[0; 4]);
         b
+    }
+
+    #[test]
+    fn destinations_of_binds_and_sends() {
+        let m = Fake::default();
+        let name = m.put(&sockaddr_in(53, [127, 0, 0, 1]));
+        let mut v = mmsghdr(name, 16, 0, 0, 0);
+        v.extend(mmsghdr(0, 0, 0, 0, 0));
+        let v = m.put(&v);
+        let at = |nr, raw| destinations(nr, &raw, &m);
+        assert_eq!(
+            at(libc::SYS_sendmmsg, [4, v, 2, 0, 0, 0]),
+            [(name, 16), (0, 0)]
+        );
+        assert_eq!(at(libc::SYS_sendmsg, [4, v, 0, 0, 0, 0]), [(name, 16)]);
+        assert_eq!(at(libc::SYS_connect, [3, name, 16, 0, 0, 0]), [(name, 16)]);
+        assert_eq!(at(libc::SYS_sendto, [3, 1, 2, 0, name, 16]), [(name, 16)]);
+        assert!(at(libc::SYS_write, [3, 1, 2, 0, 0, 0]).is_empty());
+        assert!(at(libc::SYS_sendmmsg, [4, 0, 2, 0, 0, 0]).is_empty());
     }
 
     #[test]

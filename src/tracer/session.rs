@@ -746,16 +746,10 @@ impl Book {
                 .epolls
                 .contains(&(c.args[0] as i32))
                 .then_some(fd),
-            "poll" | "ppoll" => {
+            "poll" | "ppoll" | "select" | "pselect6" => {
                 // A wait on sockets: the event names the first descriptor, as the wrapper's
                 // does (and strace's line), and the lab looks at it only when it is a socket.
-                let fds = poll_fds(mem, c.args[0], c.args[1]);
-                let any = fds.iter().any(|&f| is_socket(self, f));
-                any.then(|| fd.filter(|&f| is_socket(self, f)))
-            }
-            "select" | "pselect6" => {
-                // The same for the descriptors in the sets, as they were passed.
-                let fds = args::select_fds(&c.args, mem);
+                let fds = args::waited_fds(spec.name, &c.args, mem).unwrap_or_default();
                 let any = fds.iter().any(|&f| is_socket(self, f));
                 any.then(|| fd.filter(|&f| is_socket(self, f)))
             }
@@ -806,16 +800,14 @@ impl Book {
                 }
                 None
             }
-            "poll" | "ppoll" => Some(poll_fds(stopped, raw[0], raw[1])),
-            "select" | "pselect6" => Some(args::select_fds(raw, stopped)),
-            _ => Some(
-                spec.args
+            _ => args::waited_fds(spec.name, raw, stopped).or_else(|| {
+                let named = spec
+                    .args
                     .iter()
                     .zip(raw)
-                    .filter(|(a, _)| a.kind == Kind::Fd)
-                    .map(|(_, &fd)| fd as i32)
-                    .collect(),
-            ),
+                    .filter(|(a, _)| a.kind == Kind::Fd);
+                Some(named.map(|(_, &fd)| fd as i32).collect())
+            }),
         };
         let socket_call = fds.is_none_or(|fds| {
             fds.into_iter()
@@ -897,33 +889,10 @@ impl Book {
         }
     }
 
-    /// At a bind, connect, sendto or sendmsg, before it goes on: the port it names, so the
-    /// capture keeps its first packet (a connect's SYN) too.
-    fn watch_target(&mut self, stopped: &Stopped<'_>, nr: u64, args: &[u64; 6]) {
-        // struct msghdr: msg_name, then msg_namelen; struct mmsghdr: a msghdr and msg_len, 64
-        // bytes in all.
-        let names = |at: u64, n: usize| -> Vec<(u64, u64)> {
-            let Some(b) = stopped.read(at, n * 64) else {
-                return Vec::new();
-            };
-            b.chunks(64)
-                .filter(|h| h.len() >= 12)
-                .map(|h| {
-                    let name = u64::from_ne_bytes(h[..8].try_into().unwrap_or_default());
-                    let len = u32::from_ne_bytes(h[8..12].try_into().unwrap_or_default());
-                    (name, u64::from(len))
-                })
-                .collect()
-        };
-        let targets = match nr as i64 {
-            libc::SYS_bind | libc::SYS_connect => vec![(args[1], args[2])],
-            libc::SYS_sendto => vec![(args[4], args[5])],
-            libc::SYS_sendmsg => names(args[1], 1),
-            // The first 64 messages' destinations (sendmmsg sends at most UIO_MAXIOV).
-            libc::SYS_sendmmsg => names(args[1], (args[2] as usize).min(64)),
-            _ => return,
-        };
-        for (addr, len) in targets {
+    /// At a bind, connect, sendto, sendmsg or sendmmsg, before it goes on: the ports it
+    /// names, so the capture keeps its first packet (a connect's SYN) too.
+    fn watch_target(&mut self, stopped: &Stopped<'_>, nr: u64, raw: &[u64; 6]) {
+        for (addr, len) in args::destinations(nr as i64, raw, stopped) {
             if addr == 0 || len < 4 {
                 continue;
             }
@@ -1104,17 +1073,6 @@ fn resuming(call: &'static str, decoded: Args) -> Args {
         args.insert(k.clone(), v.clone());
     }
     args
-}
-
-/// The descriptors of a `pollfd` array of `n` entries at `addr` (the first 64).
-fn poll_fds(mem: &Stopped<'_>, addr: u64, n: u64) -> Vec<i32> {
-    let n = n.min(64) as usize;
-    // struct pollfd: int fd; short events; short revents.
-    mem.read(addr, n * 8)
-        .unwrap_or_default()
-        .chunks_exact(8)
-        .map(|e| i32::from_ne_bytes([e[0], e[1], e[2], e[3]]))
-        .collect()
 }
 
 /// `/proc/PID/comm`: the program's name as the kernel keeps it.
